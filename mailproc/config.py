@@ -1,0 +1,298 @@
+"""mailproc.ini -> validated, typed `Config`, once, at start-up.
+
+Every key has a default here and a comment in the example `mailproc.ini`.
+Errors name the file, the section and the key, and unknown keys are errors
+(with a "did you mean"), because a mistyped key silently ignored is a setting
+the operator believes is in force and is not.
+
+Secrets: a password comes from the `password` key, a `password_file`, or the
+environment (`MAILPROC_MAILBOX_<NAME>_PASSWORD`, `MAILPROC_SMTP_PASSWORD`);
+`repr()` of a config never shows one.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mailproc.errors import ConfigError
+
+SECURITY = ("tls", "starttls", "none")
+DEFAULT_CONFIG = "mailproc.ini"
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    name: str
+    host: str
+    port: int
+    security: str
+    username: str
+    password: str = field(repr=False)
+    folder: str
+    address: str
+    team: str | None
+    processed_folder: str | None
+    batch_size: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    security: str
+    username: str | None
+    password: str | None = field(repr=False)
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: str
+    storage: Path
+    timezone: ZoneInfo
+    poll_interval: timedelta
+    rules_dir: Path
+    templates_dir: Path
+    case_token: str
+    instance: str
+    max_message_size: int
+    autoreply_limit: int
+    autoreply_window: timedelta
+    retry_limit: timedelta
+    log_level: str
+    mailboxes: tuple[MailboxConfig, ...]
+    smtp: SmtpConfig | None
+
+    def mailbox(self, name: str) -> MailboxConfig:
+        for box in self.mailboxes:
+            if box.name == name:
+                return box
+        known = ", ".join(b.name for b in self.mailboxes) or "none"
+        raise ConfigError(f"no mailbox named {name!r} (configured: {known})", file=str(self.path))
+
+    @property
+    def our_addresses(self) -> frozenset[str]:
+        return frozenset(b.address.lower() for b in self.mailboxes)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.I)
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'2h', '90m', '1h30m', '45s', '1d', or a bare number of seconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return timedelta(seconds=float(text))
+    parts = _DURATION.findall(text)
+    if not parts or _DURATION.sub("", text).strip():
+        raise ValueError(f"not a duration: {text!r} (use e.g. 2h, 30m, 1h30m, 45s)")
+    return timedelta(seconds=sum(float(n) * _UNITS[u.lower()] for n, u in parts))
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?", re.I)
+
+
+def parse_size(text: str) -> int:
+    """'25MB', '512k', '1G' or bytes; K/M/G are powers of 1024."""
+    m = _SIZE.fullmatch(text.strip())
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 25MB, 512KB)")
+    unit = (m.group(2) or "b")[0].lower()
+    return int(float(m.group(1)) * {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit])
+
+
+def env_name(mailbox: str) -> str:
+    return "MAILPROC_MAILBOX_" + re.sub(r"[^A-Za-z0-9]", "_", mailbox).upper() + "_PASSWORD"
+
+
+class _Section:
+    """Reads one ini section, records which keys were used, converts values."""
+
+    def __init__(self, parser: configparser.ConfigParser, name: str, file: str, known: tuple[str, ...]):
+        self.name, self.file = name, file
+        self.values = dict(parser[name]) if parser.has_section(name) else {}
+        unknown = [k for k in self.values if k not in known]
+        if unknown:
+            key = unknown[0]
+            hint = difflib.get_close_matches(key, known, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(known)}"
+            raise ConfigError(f"unknown key {key!r}{extra}", file=file, where=f"[{name}] {key}")
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(message, file=self.file, where=f"[{self.name}] {key}")
+
+    def str(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+        value = self.values.get(key, "").strip()
+        if not value:
+            if required:
+                raise self.error(key, "is required")
+            return default
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = (self.str(key, default) or default).lower()
+        if value not in choices:
+            raise self.error(key, f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def convert(self, key: str, default, func):
+        raw = self.str(key)
+        if raw is None:
+            return default
+        try:
+            return func(raw)
+        except (ValueError, TypeError) as exc:
+            raise self.error(key, str(exc)) from None
+
+    def int(self, key: str, default: int, minimum: int = 0) -> int:
+        value = self.convert(key, default, int)
+        if value < minimum:
+            raise self.error(key, f"must be at least {minimum}")
+        return value
+
+    def duration(self, key: str, default: str, minimum: timedelta = timedelta(0)) -> timedelta:
+        value = self.convert(key, parse_duration(default), parse_duration)
+        if value < minimum:
+            raise self.error(key, f"must be at least {minimum}")
+        return value
+
+
+CORE_KEYS = ("database", "storage", "timezone", "poll_interval", "rules", "templates", "case_token",
+             "instance", "max_message_size", "autoreply_limit", "autoreply_window", "retry_limit",
+             "log_level")
+MAILBOX_KEYS = ("host", "port", "security", "username", "password", "password_file", "folder",
+                "address", "team", "processed_folder", "batch_size", "timeout")
+SMTP_KEYS = ("host", "port", "security", "username", "password", "password_file", "timeout")
+
+
+def load(path: str | os.PathLike) -> Config:
+    """Read and validate a config file; raise ConfigError naming file and key."""
+    path = Path(path)
+    file = str(path)
+    if not path.is_file():
+        raise ConfigError("config file not found (pass --config PATH or set MAILPROC_CONFIG)", file=file)
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot parse: {exc}", file=file) from None
+    for section in parser.sections():
+        if section not in ("mailproc", "smtp") and not section.startswith("mailbox:"):
+            raise ConfigError("unknown section (expected [mailproc], [smtp] or [mailbox:NAME])",
+                              file=file, where=f"[{section}]")
+    base = path.parent.resolve()
+    core = _Section(parser, "mailproc", file, CORE_KEYS)
+
+    def resolve(p: str) -> Path:
+        return (base / os.path.expanduser(p)).resolve()
+
+    storage = resolve(core.str("storage", "storage"))
+    database = _database_url(core, base, storage)
+    try:
+        tz = ZoneInfo(core.str("timezone", "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise core.error("timezone", f"unknown time zone {core.str('timezone')!r} (e.g. Europe/Lisbon)") from None
+    case_token = core.str("case_token", "[Case #{number}]")
+    if "{number}" not in case_token:
+        raise core.error("case_token", "must contain {number}, e.g. [Case #{number}]")
+    log_level = core.choice("log_level", ("debug", "info", "warning", "error"), "info")
+    mailboxes = tuple(_mailbox(parser, s, file, resolve) for s in parser.sections() if s.startswith("mailbox:"))
+    addresses = [b.address.lower() for b in mailboxes]
+    dup = {a for a in addresses if addresses.count(a) > 1}
+    if dup:
+        raise ConfigError(f"two mailboxes share the address {sorted(dup)[0]}", file=file)
+    return Config(
+        path=path.resolve(),
+        database=database,
+        storage=storage,
+        timezone=tz,
+        poll_interval=core.duration("poll_interval", "2h", minimum=timedelta(seconds=10)),
+        rules_dir=resolve(core.str("rules", "rules")),
+        templates_dir=resolve(core.str("templates", "templates")),
+        case_token=case_token,
+        instance=core.str("instance", "mailproc"),
+        max_message_size=core.convert("max_message_size", parse_size("25MB"), parse_size),
+        autoreply_limit=core.int("autoreply_limit", 5),
+        autoreply_window=core.duration("autoreply_window", "1h"),
+        retry_limit=core.duration("retry_limit", "2d"),
+        log_level=log_level,
+        mailboxes=mailboxes,
+        smtp=_smtp(parser, file, resolve) if parser.has_section("smtp") else None,
+    )
+
+
+def _database_url(core: _Section, base: Path, storage: Path) -> str:
+    url = core.str("database", f"sqlite:///{storage / 'mailproc.sqlite3'}")
+    if url.startswith("sqlite:///"):
+        target = url[len("sqlite:///"):]
+        if target != ":memory:" and not target.startswith("/"):
+            target = str((base / target).resolve())
+        return "sqlite:///" + target
+    if re.match(r"postgres(ql)?(\+\w+)?://", url):
+        return url
+    raise core.error("database", f"must be sqlite:///PATH or postgresql://…, not {url.split(':')[0]!r}")
+
+
+def _password(section: _Section, resolve, env: str, required: bool) -> str | None:
+    if os.environ.get(env):
+        return os.environ[env]
+    if section.str("password"):
+        return section.str("password")
+    pw_file = section.str("password_file")
+    if pw_file:
+        try:
+            return resolve(pw_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise section.error("password_file", f"cannot read: {exc.strerror}") from None
+    if required:
+        raise section.error("password", f"is required (or password_file, or the environment variable {env})")
+    return None
+
+
+def _mailbox(parser, section_name: str, file: str, resolve) -> MailboxConfig:
+    name = section_name.split(":", 1)[1].strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError("mailbox name may use letters, digits, _ . - only", file=file, where=f"[{section_name}]")
+    s = _Section(parser, section_name, file, MAILBOX_KEYS)
+    security = s.choice("security", SECURITY, "tls")
+    address = s.str("address", required=True)
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+        raise s.error("address", f"not an email address: {address!r}")
+    return MailboxConfig(
+        name=name,
+        host=s.str("host", required=True),
+        port=s.int("port", 993 if security == "tls" else 143, minimum=1),
+        security=security,
+        username=s.str("username", required=True),
+        password=_password(s, resolve, env_name(name), required=True),
+        folder=s.str("folder", "INBOX"),
+        address=address,
+        team=s.str("team"),
+        processed_folder=s.str("processed_folder"),
+        batch_size=s.int("batch_size", 100, minimum=1),
+        timeout=s.duration("timeout", "60s", minimum=timedelta(seconds=1)).total_seconds(),
+    )
+
+
+def _smtp(parser, file: str, resolve) -> SmtpConfig:
+    s = _Section(parser, "smtp", file, SMTP_KEYS)
+    security = s.choice("security", SECURITY, "starttls")
+    username = s.str("username")
+    return SmtpConfig(
+        host=s.str("host", required=True),
+        port=s.int("port", {"tls": 465, "starttls": 587, "none": 25}[security], minimum=1),
+        security=security,
+        username=username,
+        password=_password(s, resolve, "MAILPROC_SMTP_PASSWORD", required=bool(username)),
+        timeout=s.duration("timeout", "60s", minimum=timedelta(seconds=1)).total_seconds(),
+    )

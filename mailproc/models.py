@@ -1,0 +1,237 @@
+"""The data model: cases, their events, messages, the outbox, the directory.
+
+One peewee model per table, bound at run time to SQLite or PostgreSQL through
+`db.proxy`. Times are stored as naive UTC (`utc()` converts); every table that
+reports need has the timestamps they need, so digests and SLA clocks never
+have to reconstruct history from the event log, while the event log still
+holds every change (who, when, what, why, which rule).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import peewee as pw
+
+from mailproc.db import proxy
+
+CASE_TYPES = ("request", "admin", "enhancement", "bug")
+STATUSES = ("new", "assigned", "pending_input", "waiting", "on_hold", "pending_product",
+            "pending_development", "pending_release", "staging", "staging_pass", "staging_fail",
+            "resolved", "pending_closure", "closed")
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5", "P6")
+TIERS = ("triage", "T1", "T2", "T3", "T4", "T5", "oncall")
+PLANS = ("free", "trial", "paid", "enterprise")
+DISPOSITIONS = ("new_case", "follow_up", "duplicate", "bounce", "auto_reply", "bulk", "loop",
+                "rejected", "failed", "command", "satisfaction")
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Aware or naive-UTC datetime -> naive UTC, the form stored in the database."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Stored naive UTC -> aware UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+class JSONField(pw.TextField):
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class Base(pw.Model):
+    class Meta:
+        database = proxy
+        legacy_table_names = False
+
+
+class SchemaVersion(Base):
+    version = pw.IntegerField()
+
+
+class Team(Base):
+    name = pw.CharField(unique=True)
+    address = pw.CharField(null=True)  # where team notifications go
+
+
+class Person(Base):
+    """An agent, lead or on-call engineer (the roster)."""
+    address = pw.CharField(unique=True)
+    name = pw.CharField(default="")
+    role = pw.CharField(default="agent")  # agent | lead | oncall
+    team = pw.ForeignKeyField(Team, null=True, on_delete="SET NULL")
+    tier = pw.CharField(null=True)
+    availability = pw.CharField(null=True)  # e.g. "Mon-Fri 07:00-13:00"
+    active = pw.BooleanField(default=True)
+
+
+class Customer(Base):
+    """One row of the customer directory: an address or a whole domain."""
+    match = pw.CharField(unique=True)  # lower-case address or domain
+    company = pw.CharField()
+    plan = pw.CharField(default="free")
+    licenses = pw.IntegerField(default=0)
+    high_value = pw.BooleanField(default=False)
+    partner = pw.BooleanField(default=False)
+    internal = pw.BooleanField(default=False)
+    google_apps = pw.BooleanField(default=False)
+
+
+class Contact(Base):
+    """What we know about one external address: deliverability, first/last seen."""
+    address = pw.CharField(unique=True)
+    name = pw.CharField(default="")
+    undeliverable = pw.BooleanField(default=False)
+    undeliverable_reason = pw.TextField(null=True)
+    undeliverable_at = pw.DateTimeField(null=True)
+    first_seen = pw.DateTimeField(null=True)
+    last_seen = pw.DateTimeField(null=True)
+
+
+class Case(Base):
+    """A support case. `id` is the case number customers see."""
+    mailbox = pw.CharField(null=True)
+    type = pw.CharField(default="request")
+    status = pw.CharField(default="new")
+    priority = pw.CharField(default="P6")
+    tier = pw.CharField(default="triage")
+    team = pw.CharField(null=True)
+    assignee = pw.ForeignKeyField(Person, null=True, on_delete="SET NULL")
+    contact = pw.CharField()  # the customer's address (replies go here)
+    contact_name = pw.CharField(default="")
+    customer = pw.ForeignKeyField(Customer, null=True, on_delete="SET NULL")
+    company = pw.CharField(null=True)
+    summary = pw.CharField(max_length=500, default="")
+    description = pw.TextField(default="")
+    item = pw.CharField(null=True)
+    need_by = pw.DateField(null=True)
+    source = pw.CharField(default="email")  # email | chat | phone
+    partner = pw.BooleanField(default=False)
+    internal = pw.BooleanField(default=False)
+    possible_testimonial = pw.BooleanField(default=False)
+    admin_task_type = pw.CharField(null=True)
+    tags = JSONField(default=list)
+    known_issue = pw.CharField(null=True)
+    satisfaction = pw.CharField(null=True)
+    outcome = pw.CharField(null=True)
+    needs_triage = pw.BooleanField(default=False)
+    decided_by = JSONField(default=dict)  # field -> name of the rule that set it
+    thread_key = pw.CharField(max_length=64, null=True)  # secret for signed reply tokens
+    created_at = pw.DateTimeField(index=True)
+    updated_at = pw.DateTimeField()
+    status_changed_at = pw.DateTimeField()
+    tier_entered_at = pw.DateTimeField()
+    first_response_at = pw.DateTimeField(null=True)
+    last_customer_at = pw.DateTimeField(null=True)
+    last_agent_at = pw.DateTimeField(null=True)
+    resolved_at = pw.DateTimeField(null=True)
+    closed_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "cases"  # CASE is an SQL keyword
+
+    @property
+    def number(self) -> int:
+        return self.id
+
+
+class CaseLink(Base):
+    """A relation between two cases: 'reopened_from', 'split_from', 'merged_into'."""
+    case = pw.ForeignKeyField(Case, backref="links", on_delete="CASCADE")
+    other = pw.ForeignKeyField(Case, backref="linked_from", on_delete="CASCADE")
+    kind = pw.CharField()
+    created_at = pw.DateTimeField()
+
+
+class Participant(Base):
+    """Addresses that are on a case: the contact, CC'd parties, agents."""
+    case = pw.ForeignKeyField(Case, backref="participants", on_delete="CASCADE")
+    address = pw.CharField()
+    role = pw.CharField(default="cc")  # contact | cc | agent
+
+    class Meta:
+        indexes = ((("case", "address"), True),)
+
+
+class Message(Base):
+    """Every message ever received, whatever became of it."""
+    raw_sha256 = pw.CharField(max_length=64, index=True)
+    size = pw.IntegerField()
+    source = pw.CharField()  # imap | ingest | deliver
+    mailbox = pw.CharField(null=True)
+    folder = pw.CharField(null=True)
+    uidvalidity = pw.BigIntegerField(null=True)
+    uid = pw.BigIntegerField(null=True)
+    message_id = pw.CharField(max_length=998, null=True, index=True)
+    subject = pw.TextField(default="")
+    from_addr = pw.CharField(default="")
+    arrived_at = pw.DateTimeField()  # server arrival time (INTERNALDATE); SLA clocks start here
+    stored_at = pw.DateTimeField()
+    processed_at = pw.DateTimeField(null=True)
+    state = pw.CharField(default="pending", index=True)  # pending | done | failed
+    disposition = pw.CharField(null=True, index=True)
+    case = pw.ForeignKeyField(Case, null=True, backref="messages", on_delete="SET NULL")
+    error = pw.TextField(null=True)
+    attempts = pw.IntegerField(default=0)
+    trace = JSONField(default=list)  # the rules that fired, in order
+
+    class Meta:
+        indexes = ((("mailbox", "folder", "uidvalidity", "uid"), True),)
+
+
+class Event(Base):
+    """The case's history: one row per change or notable happening."""
+    case = pw.ForeignKeyField(Case, backref="events", on_delete="CASCADE")
+    at = pw.DateTimeField(index=True)
+    actor = pw.CharField(default="mailproc")  # an address, or 'mailproc'
+    kind = pw.CharField()  # created | field | message | auto_reply | bounce | mail_queued | mail_sent | mail_failed | note ...
+    field = pw.CharField(null=True)
+    old = pw.TextField(null=True)
+    new = pw.TextField(null=True)
+    rule = pw.CharField(null=True)  # the rule that caused it
+    message = pw.ForeignKeyField(Message, null=True, on_delete="SET NULL")
+    detail = pw.TextField(null=True)
+
+
+class Outbox(Base):
+    """Outgoing mail, queued in the transaction that caused it; only `send` drains it."""
+    case = pw.ForeignKeyField(Case, null=True, backref="outgoing", on_delete="SET NULL")
+    kind = pw.CharField()  # the template: acknowledgement, reminder, ...
+    message_id = pw.CharField(max_length=998, unique=True)
+    mail_from = pw.CharField()
+    recipients = JSONField()
+    raw = pw.BlobField()
+    automatic = pw.BooleanField(default=True)  # counts toward the per-address limit
+    state = pw.CharField(default="queued", index=True)  # queued | sending | sent | failed
+    attempts = pw.IntegerField(default=0)
+    next_attempt_at = pw.DateTimeField()
+    claimed_at = pw.DateTimeField(null=True)
+    last_error = pw.TextField(null=True)
+    created_at = pw.DateTimeField(index=True)
+    sent_at = pw.DateTimeField(null=True)
+
+
+class ImapCheckpoint(Base):
+    """Where intake stopped in one mailbox folder."""
+    mailbox = pw.CharField()
+    folder = pw.CharField()
+    uidvalidity = pw.BigIntegerField()
+    last_uid = pw.BigIntegerField(default=0)
+    updated_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("mailbox", "folder"), True),)
+
+
+TABLES = [SchemaVersion, Team, Person, Customer, Contact, Case, CaseLink, Participant, Message,
+          Event, Outbox, ImapCheckpoint]

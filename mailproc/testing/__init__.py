@@ -1,0 +1,37 @@
+"""Real servers for tests, the demo and the benchmark: Dovecot (IMAP),
+aiosmtpd (SMTP) and PostgreSQL, each started on 127.0.0.1 in a throwaway
+directory and stopped afterwards. Nothing here is a mock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_config(directory: Path, *, database: str | None = None, mailboxes: list[dict] | None = None,
+                 smtp: dict | None = None, extra: dict | None = None) -> Path:
+    """Write a mailproc.ini for a test/demo/bench run; return its path.
+
+    `mailboxes` items: dict(name=, host=, port=, username=, password=, address=, [folder=...]);
+    `smtp`: dict(host=, port=); `extra`: more [mailproc] keys.
+    Rules and templates are the repository's own.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    core = {"storage": str(directory / "storage"), "rules": str(REPO / "rules"),
+            "templates": str(REPO / "templates"), "timezone": "UTC"}
+    if database:
+        core["database"] = database
+    core.update(extra or {})
+    lines = ["[mailproc]"] + [f"{k} = {v}" for k, v in core.items()]
+    for box in mailboxes or []:
+        box = dict(box)
+        lines += ["", f"[mailbox:{box.pop('name')}]", "security = none"]
+        lines += [f"{k} = {v}" for k, v in box.items()]
+    if smtp:
+        lines += ["", "[smtp]", "security = none"] + [f"{k} = {v}" for k, v in smtp.items()]
+    path = directory / "mailproc.ini"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
