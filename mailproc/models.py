@@ -235,3 +235,8 @@ class ImapCheckpoint(Base):
 
 TABLES = [SchemaVersion, Team, Person, Customer, Contact, Case, CaseLink, Participant, Message,
           Event, Outbox, ImapCheckpoint]
+
+TYPE_LABELS = {"request": "Request for Service", "admin": "Admin Task",
+               "enhancement": "Enhancement Request", "bug": "Bug / Report a Problem"}
+PRIORITY_LABELS = {"P1": "P1 – Emergency", "P2": "P2 – Blocker", "P3": "P3 – Very High",
+                   "P4": "P4 – High", "P5": "P5 – Medium", "P6": "P6 – Low"}

@@ -1,0 +1,218 @@
+"""The `mailproc` command.
+
+    mailproc [--config PATH] [--now ISO8601] COMMAND
+
+    check                       validate config, rules and templates
+    run [--once]                the daemon (or one poll + send, then exit)
+    ingest PATH... [--mailbox]  store and process .eml files, mbox files, Maildirs
+    deliver --mailbox NAME      one message on stdin (for an MTA pipe)
+    cases list [--json]         cases show N [--json]
+    messages list [--json]      messages retry ID
+    customers import FILE.csv
+
+Exit status: 0 success; 1 a runtime failure (e.g. a message kept as failed by
+`deliver`); 2 usage; 78 (EX_CONFIG) bad configuration, rules or templates —
+systemd's unit does not restart on 78, since restarting cannot fix a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mailproc import __version__, db, logs, pipeline, sources
+from mailproc import config as config_mod
+from mailproc.clock import Clock
+from mailproc.context import Context, load_context
+from mailproc.errors import ConfigError, MailprocError, SchemaError
+
+log = logging.getLogger("mailproc")
+EX_CONFIG = 78
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mailproc", description="An email-driven support desk.")
+    p.add_argument("--config", default=os.environ.get("MAILPROC_CONFIG", config_mod.DEFAULT_CONFIG),
+                   help="path of mailproc.ini (default: $MAILPROC_CONFIG or ./mailproc.ini)")
+    p.add_argument("--now", help="ISO 8601 instant to use as the current time (also $MAILPROC_NOW)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="override log_level from the config")
+    p.add_argument("--version", action="version", version=f"mailproc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("check", help="validate config, rules and templates")
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--once", action="store_true", help="poll every mailbox once, process, send, exit")
+    ing = sub.add_parser("ingest", help="store and process messages from files")
+    ing.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ing.add_argument("--mailbox", help="treat the messages as received by this mailbox")
+    dlv = sub.add_parser("deliver", help="store and process one message read from stdin")
+    dlv.add_argument("--mailbox", required=True)
+
+    cases = sub.add_parser("cases", help="list or show cases").add_subparsers(dest="action", required=True)
+    cl = cases.add_parser("list")
+    cl.add_argument("--json", action="store_true")
+    cl.add_argument("--status")
+    cs = cases.add_parser("show")
+    cs.add_argument("number", type=int)
+    cs.add_argument("--json", action="store_true")
+
+    msgs = sub.add_parser("messages", help="list or retry stored messages").add_subparsers(dest="action", required=True)
+    ml = msgs.add_parser("list")
+    ml.add_argument("--json", action="store_true")
+    ml.add_argument("--state", choices=("pending", "done", "failed"))
+    mr = msgs.add_parser("retry")
+    mr.add_argument("id", type=int)
+
+    cust = sub.add_parser("customers", help="the customer directory").add_subparsers(dest="action", required=True)
+    ci = cust.add_parser("import")
+    ci.add_argument("file", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level or "info")
+    try:
+        clock = Clock.from_env(args.now)
+    except ValueError as exc:
+        print(f"mailproc: error: --now/MAILPROC_NOW: {exc}", file=sys.stderr)
+        return 2
+    try:
+        config = config_mod.load(args.config)
+        if not args.log_level:
+            logs.setup(config.log_level)
+        if args.command == "check":
+            return cmd_check(config, clock)
+        ctx = load_context(config, clock)
+        db.open_database(config.database)
+    except (ConfigError, SchemaError) as exc:
+        print(f"mailproc: error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        return dispatch(args, ctx)
+    except (ValueError, LookupError, FileNotFoundError, MailprocError) as exc:
+        print(f"mailproc: error: {exc}", file=sys.stderr)
+        return EX_CONFIG if isinstance(exc, ConfigError) else 1
+    finally:
+        db.close()
+
+
+def cmd_check(config: config_mod.Config, clock: Clock) -> int:
+    from mailproc.rules import load_rules
+    from mailproc.templates import Templates
+
+    problems: list[str] = []
+    try:
+        load_rules(config.rules_dir, config.timezone)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    problems += Templates(config.templates_dir).check()
+    if not config.mailboxes:
+        problems.append(f"{config.path}: no [mailbox:NAME] section: nothing to poll")
+    for problem in problems:
+        print(f"mailproc: error: {problem}", file=sys.stderr)
+    if problems:
+        return EX_CONFIG
+    print(f"ok: {config.path}: {len(config.mailboxes)} mailbox(es), rules in {config.rules_dir}, "
+          f"templates in {config.templates_dir}")
+    return 0
+
+
+def dispatch(args, ctx: Context) -> int:
+    from mailproc import daemon
+
+    if args.command == "run":
+        if args.once:
+            counts = daemon.run_once(ctx)
+            log.info("run --once: %s", ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing new")
+            return 0
+        return daemon.Daemon(ctx).run()
+    if args.command == "ingest":
+        if args.mailbox:
+            ctx.config.mailbox(args.mailbox)
+        rows = sources.ingest(ctx, args.paths, args.mailbox)
+        counts = pipeline.process_all(ctx, rows)
+        print(json.dumps({"stored": len(rows), **counts}, sort_keys=True))
+        return 0
+    if args.command == "deliver":
+        box = ctx.config.mailbox(args.mailbox)
+        from mailproc.store import store_message
+        row = store_message(ctx, sys.stdin.buffer.read(), source="deliver", mailbox=box.name)
+        disposition = pipeline.process(ctx, row)
+        print(json.dumps({"message": row.id, "disposition": disposition}))
+        return 0 if disposition != "failed" else 1
+    if args.command == "cases":
+        return cmd_cases(args)
+    if args.command == "messages":
+        return cmd_messages(args, ctx)
+    if args.command == "customers":
+        from mailproc import directory
+        result = directory.import_csv(args.file, ctx.clock.now())
+        print(f"imported {args.file}: {result.added} added, {result.updated} updated")
+        return 0
+    raise ValueError(f"unknown command {args.command}")
+
+
+def cmd_cases(args) -> int:
+    from mailproc import views
+    from mailproc.models import Case
+
+    if args.action == "list":
+        rows = views.case_list(args.status)
+        if args.json:
+            print(json.dumps(rows, indent=2, ensure_ascii=False))
+        else:
+            for r in rows:
+                print(f"#{r['number']:<6} {r['status']:<19} {r['priority']} {r['type']:<11} "
+                      f"{(r['team'] or '-'):<16} {r['contact']:<30} {r['summary'][:60]}")
+        return 0
+    case = Case.get_or_none(Case.id == args.number)
+    if case is None:
+        raise LookupError(f"no case #{args.number}")
+    data = views.case_detail(case)
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        print(f"Case #{data['number']}: {data['summary']}")
+        for key in ("status", "type", "priority", "tier", "team", "assignee", "contact", "company", "need_by"):
+            rule = data["decided_by"].get(key)
+            print(f"  {key:<9} {data[key]}" + (f"   (by {rule})" if rule else ""))
+        print("  events:")
+        for e in data["events"]:
+            change = f"{e['field']}: {e['old'] or ''} -> {e['new']}" if e["field"] else (e["detail"] or e["new"] or "")
+            print(f"    {e['at']} {e['kind']:<15} {change}" + (f"  [{e['rule']}]" if e["rule"] else ""))
+    return 0
+
+
+def cmd_messages(args, ctx: Context) -> int:
+    from mailproc import views
+    from mailproc.models import Message
+
+    if args.action == "retry":
+        message = Message.get_or_none(Message.id == args.id)
+        if message is None:
+            raise LookupError(f"no message {args.id}")
+        disposition = pipeline.retry(ctx, message)
+        print(json.dumps({"message": message.id, "disposition": disposition}))
+        return 0 if disposition != "failed" else 1
+    query = Message.select().order_by(Message.id)
+    if args.state:
+        query = query.where(Message.state == args.state)
+    rows = [views.message_dict(m) for m in query]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        for r in rows:
+            print(f"{r['id']:<6} {r['state']:<8} {(r['disposition'] or '-'):<10} "
+                  f"{('#' + str(r['case'])) if r['case'] else '-':<7} {r['from']:<30} {r['subject'][:50]}"
+                  + (f"  ERROR: {r['error'][:80]}" if r["error"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""Cases and messages as plain dicts, for `--json` output and reports."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from peewee import fn
+
+from mailproc.models import Case, Event, Message, Participant, aware
+
+
+def _time(value):
+    if isinstance(value, datetime):
+        return aware(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def case_summary(case: Case, message_count: int | None = None) -> dict:
+    if message_count is None:
+        message_count = Message.select().where(Message.case == case).count()
+    return {
+        "number": case.id, "mailbox": case.mailbox, "type": case.type, "status": case.status,
+        "priority": case.priority, "team": case.team,
+        "assignee": case.assignee.address if case.assignee_id else None,
+        "tier": case.tier, "contact": case.contact, "contact_name": case.contact_name,
+        "company": case.company, "summary": case.summary, "tags": case.tags or [],
+        "need_by": _time(case.need_by), "needs_triage": case.needs_triage, "partner": case.partner,
+        "internal": case.internal, "source": case.source, "known_issue": case.known_issue,
+        "created_at": _time(case.created_at), "updated_at": _time(case.updated_at),
+        "first_response_at": _time(case.first_response_at), "last_customer_at": _time(case.last_customer_at),
+        "last_agent_at": _time(case.last_agent_at), "resolved_at": _time(case.resolved_at),
+        "closed_at": _time(case.closed_at), "message_count": message_count,
+    }
+
+
+def case_detail(case: Case) -> dict:
+    data = case_summary(case)
+    data["description"] = case.description
+    data["decided_by"] = case.decided_by or {}
+    data["events"] = [event_dict(e) for e in case.events.order_by(Event.at, Event.id)]
+    data["messages"] = [message_dict(m) for m in case.messages.order_by(Message.arrived_at, Message.id)]
+    data["participants"] = [{"address": p.address, "role": p.role}
+                            for p in case.participants.order_by(Participant.id)]
+    data["links"] = ([{"kind": link.kind, "case": link.other_id} for link in case.links]
+                     + [{"kind": f"{link.kind}:by", "case": link.case_id} for link in case.linked_from])
+    return data
+
+
+def event_dict(event: Event) -> dict:
+    return {"at": _time(event.at), "actor": event.actor, "kind": event.kind, "field": event.field,
+            "old": event.old, "new": event.new, "rule": event.rule, "message": event.message_id,
+            "detail": event.detail}
+
+
+def message_dict(message: Message) -> dict:
+    return {"id": message.id, "message_id": message.message_id, "from": message.from_addr,
+            "subject": message.subject, "mailbox": message.mailbox, "source": message.source,
+            "uid": message.uid, "size": message.size, "arrived_at": _time(message.arrived_at),
+            "processed_at": _time(message.processed_at), "state": message.state,
+            "disposition": message.disposition, "case": message.case_id, "error": message.error,
+            "trace": message.trace or []}
+
+
+def case_list(status: str | None = None) -> list[dict]:
+    counts = dict(Message.select(Message.case, fn.COUNT(Message.id)).where(Message.case.is_null(False))
+                  .group_by(Message.case).tuples())
+    query = Case.select().order_by(Case.id)
+    if status:
+        query = query.where(Case.status == status)
+    return [case_summary(c, counts.get(c.id, 0)) for c in query]
+
+
