@@ -178,6 +178,7 @@ class Message(Base):
     arrived_at = pw.DateTimeField()  # server arrival time (INTERNALDATE); SLA clocks start here
     stored_at = pw.DateTimeField()
     processed_at = pw.DateTimeField(null=True)
+    moved_at = pw.DateTimeField(null=True)  # moved to the mailbox's processed_folder
     state = pw.CharField(default="pending", index=True)  # pending | done | failed
     disposition = pw.CharField(null=True, index=True)
     case = pw.ForeignKeyField(Case, null=True, backref="messages", on_delete="SET NULL")

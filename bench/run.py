@@ -1,0 +1,156 @@
+"""mailproc's throughput and memory benchmark (see bench/README.md).
+
+    .venv/bin/python bench/run.py [--mails 2000] [--rss-mails 20000]
+
+One run, one Dovecot mailbox, one SMTP catcher, the same generated corpus:
+1. the minimal loop: fetch in batches, parse with mail-parser, insert one row
+   per message, send one short acknowledgement per new message with aiosmtplib;
+   the ceiling for any Python consumer of this mailbox;
+2. `mailproc run --once` on the same mailbox (fresh storage), as a subprocess;
+3. a second `mailproc run --once`: the re-poll of an unchanged mailbox;
+4. peak RSS of `mailproc run --once` with --rss-mails mails waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pwd
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import mailparser
+from imapclient import IMAPClient
+
+sys.path.insert(0, str(Path(__file__).parent))
+import corpus  # noqa: E402
+
+from mailproc.testing import write_config  # noqa: E402
+from mailproc.testing.dovecot import Dovecot  # noqa: E402
+from mailproc.testing.smtp import SmtpCatcher  # noqa: E402
+
+
+def load_maildir(dovecot: Dovecot, user: str, mails: list[bytes]) -> None:
+    """Write the corpus straight into the user's Maildir/new (far faster than APPEND)."""
+    root = dovecot.maildir(user)
+    for sub in ("new", "cur", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    ent = pwd.getpwnam("dovecot")
+    t0 = corpus.T0.timestamp()
+    for i, raw in enumerate(mails):
+        path = root / "new" / f"{int(t0) + i}.M{i}P1.bench,S={len(raw)}"
+        path.write_bytes(raw)
+        os.utime(path, (t0 + i, t0 + i))
+    for dirpath, _dirs, files in os.walk(root.parent):
+        os.chown(dirpath, ent.pw_uid, ent.pw_gid)
+        for f in files:
+            os.chown(os.path.join(dirpath, f), ent.pw_uid, ent.pw_gid)
+
+
+def minimal_loop(dovecot: Dovecot, user: str, smtp: SmtpCatcher, workdir: Path) -> tuple[int, float]:
+    start = time.perf_counter()
+    con = sqlite3.connect(workdir / "minimal.sqlite3")
+    con.execute("PRAGMA journal_mode=wal")
+    con.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, uid INT, message_id TEXT, sender TEXT, subject TEXT)")
+
+    async def main() -> int:
+        client = IMAPClient(dovecot.host, dovecot.port, ssl=False, timeout=60)
+        client.login(user, "bench")
+        client.select_folder("INBOX", readonly=True)
+        uids = client.search(["ALL"])
+        smtp_client = aiosmtplib.SMTP(hostname=smtp.host, port=smtp.port)
+        await smtp_client.connect()
+        count = 0
+        for i in range(0, len(uids), 100):
+            batch = client.fetch(uids[i:i + 100], [b"BODY.PEEK[]"])
+            for uid, data in batch.items():
+                parsed = mailparser.parse_from_bytes(data[b"BODY[]"])
+                sender = parsed.from_[0][1] if parsed.from_ else ""
+                con.execute("INSERT INTO m (uid, message_id, sender, subject) VALUES (?, ?, ?, ?)",
+                            (uid, parsed.message_id, sender, parsed.subject))
+                con.commit()
+                count += 1
+                if sender and not parsed.headers.get("In-Reply-To"):
+                    ack = EmailMessage()
+                    ack["From"], ack["To"], ack["Subject"] = "support@bench.example", sender, f"Re: {parsed.subject}"
+                    ack.set_content("We received your message.")
+                    await smtp_client.send_message(ack)
+        await smtp_client.quit()
+        client.logout()
+        return count
+
+    count = asyncio.run(main())
+    return count, time.perf_counter() - start
+
+
+def run_mailproc(config: Path) -> tuple[float, int, str]:
+    """Run `mailproc run --once`; return (seconds, peak RSS in KiB, stderr tail)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "mailproc", "--config", str(config), "--log-level", "warning",
+                             "run", "--once"], stderr=subprocess.PIPE, text=True)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    err = proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"mailproc failed ({proc.returncode}):\n{err[-3000:]}")
+    return elapsed, usage.ru_maxrss, err[-500:]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mails", type=int, default=2000)
+    parser.add_argument("--rss-mails", type=int, default=20000, help="0 to skip the memory run")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mailproc-bench-"))
+    os.chmod(work, 0o755)
+    dovecot, smtp = Dovecot(work / "dovecot"), SmtpCatcher()
+    dovecot.start()
+    smtp.start()
+    results: dict[str, object] = {"mails": args.mails}
+    try:
+        mails = corpus.generate(args.mails)
+        dovecot.add_user("bench", "bench")
+        load_maildir(dovecot, "bench", mails)
+
+        count, seconds = minimal_loop(dovecot, "bench", smtp, work)
+        results["minimal_loop"] = {"mails": count, "seconds": round(seconds, 2), "rate": round(count / seconds, 1),
+                                   "acks": len(smtp.messages)}
+        smtp.reset()
+
+        box = dict(name="support", host=dovecot.host, port=dovecot.port, username="bench", password="bench",
+                   address="support@bench.example")
+        config = write_config(work / "site", mailboxes=[box], smtp=dict(host=smtp.host, port=smtp.port))
+        seconds, rss, _ = run_mailproc(config)
+        results["mailproc"] = {"mails": args.mails, "seconds": round(seconds, 2),
+                               "rate": round(args.mails / seconds, 1), "peak_rss_mb": round(rss / 1024, 1),
+                               "acks": len(smtp.messages)}
+        results["ratio"] = round(results["mailproc"]["rate"] / results["minimal_loop"]["rate"], 2)
+        seconds, rss, _ = run_mailproc(config)
+        results["repoll_seconds"] = round(seconds, 2)
+
+        if args.rss_mails:
+            dovecot.add_user("big", "bench")
+            load_maildir(dovecot, "big", corpus.generate(args.rss_mails, seed=11))
+            box_big = dict(box, username="big")
+            config_big = write_config(work / "site-big", mailboxes=[box_big], smtp=dict(host=smtp.host, port=smtp.port))
+            seconds, rss, _ = run_mailproc(config_big)
+            results["rss_run"] = {"mails": args.rss_mails, "seconds": round(seconds, 1),
+                                  "rate": round(args.rss_mails / seconds, 1), "peak_rss_mb": round(rss / 1024, 1)}
+    finally:
+        smtp.stop()
+        dovecot.stop()
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Building test mails and running the real `mailproc` command in-process."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from mailproc import cli, db
+
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+
+
+def mail(subject="Question about reports", body="How do I export a report?", *, sender="alice@acme.example",
+         to="support@example.com", message_id=None, headers=None, date=T0) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(date)
+    if message_id is not False:
+        msg["Message-ID"] = f"<{message_id or abs(hash((subject, body, sender, str(date))))}@test.example>"
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def run(config, *args, now=None, capsys=None):
+    """Run `mailproc --config CONFIG ARGS…` in-process; return (exit code, stdout)."""
+    argv = ["--config", str(config)] + (["--now", now] if now else []) + [str(a) for a in args]
+    try:
+        code = cli.main(argv)
+    finally:
+        db.close()
+    out = capsys.readouterr().out if capsys else ""
+    return code, out
+
+
+def run_json(config, capsys, *args, now=None):
+    code, out = run(config, *args, "--json", now=now, capsys=capsys)
+    assert code == 0, out
+    return json.loads(out)
