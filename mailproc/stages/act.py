@@ -136,13 +136,14 @@ def _new_case(work: Work) -> None:
         contact=contact_addr, contact_name=mail.from_name[:255], customer=customer,
         company=fields.get("company"), summary=summary[:500], description=mail.text[:DESCRIPTION_LIMIT],
         need_by=fields.get("need_by"), partner=bool(fields.get("partner")),
+        tags=list(fields.get("tags") or []), admin_task_type=fields.get("admin_task_type"),
         internal=bool(fields.get("internal")), needs_triage=bool(fields.get("needs_triage")),
         decided_by=dict(work.decided_by), created_at=arrived, updated_at=now, status_changed_at=arrived,
         tier_entered_at=arrived, last_customer_at=arrived)
     work.case = case
     event(work, case, "created", detail=f"from message {work.message.id}: {summary[:200]}")
     for name in ("type", "status", "priority", "tier", "team", "company", "need_by", "partner", "internal",
-                 "needs_triage"):
+                 "needs_triage", "tags", "admin_task_type"):
         if name in fields:
             event(work, case, "field", field=name, new=fields[name], rule=work.decided_by.get(name),
                   actor="mailproc")

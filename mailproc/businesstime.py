@@ -1,0 +1,285 @@
+"""Business hours: the calendar SLAs and need-by dates are counted in.
+
+Support promises ("within 2 business hours", "need by: 1 business day") only
+mean something against the team's calendar: its time zone, working days,
+working hours and holidays. Everything here takes and returns aware datetimes
+and works in UTC internally; local time is used only to lay out each day's
+working windows, so weekends, holidays and DST changes come out right.
+
+A "business day" as a duration is one working day's worth of business hours
+(8 with 09:00-17:00): Monday 10:00 + 1 business day = Tuesday 10:00. As a
+need-by date, "N business days" is the Nth business day after today.
+`rules/sla.toml` holds the calendar, the response targets per priority and
+the tier SLA table (SPEC §7).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from pathlib import Path
+
+from mailproc.models import PRIORITIES, TIERS
+from mailproc.rules import read_toml
+
+UTC = timezone.utc
+MAX_DAYS = 3700  # give up after ~10 years without a working window (a calendar with no working days)
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+COLOURS = ("green", "yellow", "red")
+
+_TARGET = re.compile(r"(\d+(?:\.\d+)?)\s*(business\s+)?(minutes?|mins?|m|hours?|h|days?|d)", re.I)
+_UNIT = {"m": "minute", "h": "hour", "d": "day"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A promised duration: '1h' (clock), '2 business hours', '1 business day'."""
+    amount: float
+    unit: str  # minute | hour | day
+    business: bool
+    text: str  # as written in the rule file
+
+    @property
+    def phrase(self) -> str:
+        """For people: 'within 2 business hours', 'within 1 hour'."""
+        amount = int(self.amount) if self.amount == int(self.amount) else self.amount
+        unit = self.unit if amount == 1 else self.unit + "s"
+        return f"within {amount} {'business ' if self.business else ''}{unit}"
+
+
+def parse_target(text: str) -> Target:
+    """'1h', '30 minutes', '2 business hours', '1 business day', '2 days' -> Target."""
+    m = _TARGET.fullmatch(str(text).strip())
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. \"1h\", \"2 business hours\", "
+                         "\"1 business day\")")
+    return Target(float(m.group(1)), _UNIT[m.group(3)[0].lower()], bool(m.group(2)), str(text).strip())
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    tz: tzinfo
+    working_days: frozenset[int]  # 0 = Monday
+    windows: tuple[tuple[time, time], ...]  # working hours of a working day, sorted, local time
+    holidays: frozenset[date]
+
+    @property
+    def day_hours(self) -> float:
+        """Business hours in one working day (the length of '1 business day')."""
+        return sum((_seconds(end) - _seconds(start)) for start, end in self.windows) / 3600
+
+    def is_business_day(self, day: date) -> bool:
+        return day.weekday() in self.working_days and day not in self.holidays
+
+    def _windows_on(self, day: date) -> list[tuple[datetime, datetime]]:
+        """That local day's working windows as UTC instants (DST-correct)."""
+        if not self.is_business_day(day):
+            return []
+        return [(datetime.combine(day, start, self.tz).astimezone(UTC),
+                 datetime.combine(day, end, self.tz).astimezone(UTC)) for start, end in self.windows]
+
+    def _local_day(self, t: datetime) -> date:
+        return _aware(t).astimezone(self.tz).date()
+
+    def is_business_time(self, t: datetime) -> bool:
+        t = _aware(t)
+        return any(start <= t < end for start, end in self._windows_on(self._local_day(t)))
+
+    def add_business_hours(self, start: datetime, hours: float) -> datetime:
+        """The instant `hours` business hours after `start` (UTC-aware).
+
+        Time outside working hours does not count: Friday 16:30 + 2 business
+        hours is Monday 10:30. A result that lands exactly on the end of a
+        window stays there (Friday 16:30 + 0.5 h = Friday 17:00).
+        """
+        if hours < 0:
+            raise ValueError("hours must not be negative")
+        start = _aware(start).astimezone(UTC)
+        if hours == 0:
+            return start
+        remaining = timedelta(hours=hours)
+        day = self._local_day(start)
+        for _ in range(MAX_DAYS):
+            for w_start, w_end in self._windows_on(day):
+                if w_end <= start:
+                    continue
+                begin = max(w_start, start)
+                available = w_end - begin
+                if remaining <= available:
+                    return begin + remaining
+                remaining -= available
+            day += timedelta(days=1)
+        raise ValueError("the business calendar has no working hours")
+
+    def add_business_days(self, start: datetime | date, days: int) -> date:
+        """The need-by date: the `days`-th business day after start's local date.
+
+        "1 day in future" is the next business day: Friday -> Monday,
+        Saturday -> Monday, Thursday before a Friday holiday -> Monday.
+        """
+        day = self._local_day(start) if isinstance(start, datetime) else start
+        for _ in range(days):
+            day += timedelta(days=1)
+            for _ in range(MAX_DAYS):
+                if self.is_business_day(day):
+                    break
+                day += timedelta(days=1)
+            else:
+                raise ValueError("the business calendar has no working days")
+        return day
+
+    def business_hours_between(self, a: datetime, b: datetime) -> float:
+        """Business hours from a to b (negative if b is before a)."""
+        a, b = _aware(a).astimezone(UTC), _aware(b).astimezone(UTC)
+        if b < a:
+            return -self.business_hours_between(b, a)
+        total = timedelta(0)
+        day, last = self._local_day(a), self._local_day(b)
+        while day <= last:
+            for w_start, w_end in self._windows_on(day):
+                begin, end = max(w_start, a), min(w_end, b)
+                if end > begin:
+                    total += end - begin
+            day += timedelta(days=1)
+        return total.total_seconds() / 3600
+
+    def target_hours(self, target: Target) -> float:
+        """A target's length in hours: business hours for business targets, else clock hours."""
+        per_day = self.day_hours if target.business else 24
+        return target.amount * {"minute": 1 / 60, "hour": 1, "day": per_day}[target.unit]
+
+    def deadline(self, target: Target, start: datetime) -> datetime:
+        """When `target` runs out, counted from `start` (UTC-aware)."""
+        hours = self.target_hours(target)
+        if target.business:
+            return self.add_business_hours(start, hours)
+        return _aware(start).astimezone(UTC) + timedelta(hours=hours)
+
+    def elapsed_hours(self, target: Target, a: datetime, b: datetime) -> float:
+        """Hours from a to b in the target's sense (business or clock)."""
+        if target.business:
+            return self.business_hours_between(a, b)
+        return (_aware(b) - _aware(a)).total_seconds() / 3600
+
+
+@dataclass(frozen=True)
+class TierLimits:
+    """SPEC §7: green below `green`, yellow below `yellow`, red beyond."""
+    green: Target
+    yellow: Target
+
+
+@dataclass(frozen=True)
+class Sla:
+    calendar: BusinessCalendar
+    response: dict[str, Target]  # priority -> first-response target
+    tiers: dict[str, TierLimits]  # tier -> limits; a tier without limits has no colour
+
+    def response_target(self, priority: str) -> Target:
+        return self.response[priority]
+
+    def expected_response(self, priority: str, start: datetime) -> datetime:
+        """When the first response is due for a case of this priority that arrived at `start`."""
+        return self.calendar.deadline(self.response[priority], start)
+
+    def colour(self, tier: str, entered: datetime, now: datetime) -> str | None:
+        """green / yellow / red for a case that entered `tier` at `entered`; None if no limits."""
+        limits = self.tiers.get(tier)
+        if limits is None:
+            return None
+        cal = self.calendar
+        if cal.elapsed_hours(limits.green, entered, now) < cal.target_hours(limits.green):
+            return "green"
+        if cal.elapsed_hours(limits.yellow, entered, now) < cal.target_hours(limits.yellow):
+            return "yellow"
+        return "red"
+
+
+def _aware(t: datetime) -> datetime:
+    if t.tzinfo is None:
+        raise ValueError(f"naive datetime {t!r}: business time needs aware datetimes")
+    return t
+
+
+def _seconds(t: time) -> int:
+    return t.hour * 3600 + t.minute * 60 + t.second
+
+
+# --- loading rules/sla.toml -------------------------------------------------------------------
+
+SLA_KEYS = ("calendar", "response", "tiers")
+CALENDAR_KEYS = ("working_days", "hours", "holidays")
+
+
+def load_sla(path: Path, timezone: tzinfo | None = None) -> Sla:
+    """Read rules/sla.toml; the time zone comes from the config ([mailproc] timezone)."""
+    from mailproc.stages.classify import TomlTable  # the shared located-TOML reader
+
+    path = Path(path)
+    root = TomlTable.root(path, read_toml(path))
+    root.check_keys(SLA_KEYS, required=("calendar", "response"))
+    calendar = _calendar(root.table("calendar"), timezone or UTC)
+
+    response_table = root.table("response")
+    response_table.check_keys(PRIORITIES, required=PRIORITIES)
+    response = {p: _target(response_table, p) for p in PRIORITIES}
+
+    tiers: dict[str, TierLimits] = {}
+    if "tiers" in root.data:
+        tier_table = root.table("tiers")
+        tier_table.check_keys(TIERS)
+        for name in tier_table.data:
+            limits = tier_table.table(name)
+            limits.check_keys(("green", "yellow"), required=("green", "yellow"))
+            green, yellow = _target(limits, "green"), _target(limits, "yellow")
+            if calendar.target_hours(green) > calendar.target_hours(yellow):
+                raise limits.error("yellow", "the yellow limit must not be shorter than the green one")
+            tiers[name] = TierLimits(green, yellow)
+    return Sla(calendar=calendar, response=response, tiers=tiers)
+
+
+def _target(table, key: str) -> Target:
+    try:
+        return parse_target(table.str(key))
+    except ValueError as exc:
+        raise table.error(key, str(exc)) from None
+
+
+def _calendar(table, tz: tzinfo) -> BusinessCalendar:
+    table.check_keys(CALENDAR_KEYS, required=("working_days", "hours"))
+    days = set()
+    for name in table.str_list("working_days"):
+        word = name.strip().lower()
+        index = next((i for i, full in enumerate(DAY_NAMES) if word in (full, full[:3])), None)
+        if index is None:
+            raise table.error("working_days", f"unknown day {name!r} (use Mon, Tue, … Sun)")
+        days.add(index)
+    if not days:
+        raise table.error("working_days", "needs at least one working day")
+    windows = _windows(table)
+    holidays = frozenset(table.date_list("holidays")) if "holidays" in table.data else frozenset()
+    return BusinessCalendar(tz=tz, working_days=frozenset(days), windows=windows, holidays=holidays)
+
+
+def _windows(table) -> tuple[tuple[time, time], ...]:
+    text = table.str("hours")
+    windows = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", part)
+        try:
+            if not m:
+                raise ValueError
+            start = time(int(m.group(1)), int(m.group(2)))
+            end = time(int(m.group(3)), int(m.group(4)))
+        except ValueError:
+            raise table.error("hours", f"not a time range: {part.strip()!r} (use e.g. \"09:00-17:00\" "
+                                       "or \"09:00-12:30, 13:30-17:00\")") from None
+        if end <= start:
+            raise table.error("hours", f"{part.strip()!r} ends before it starts")
+        windows.append((start, end))
+    windows.sort()
+    for (_, end), (start, _) in zip(windows, windows[1:]):
+        if start < end:
+            raise table.error("hours", "working hours overlap")
+    return tuple(windows)

@@ -1,0 +1,83 @@
+"""Building an outgoing message: the one place that decides its headers.
+
+Every mail mailproc sends is multipart/alternative (plain text first, HTML
+second, both UTF-8) and carries:
+
+- a fresh Message-ID under our domain, recorded on the outbox row, so a reply
+  to it threads back to its case;
+- In-Reply-To / References continuing the customer's thread;
+- `Auto-Submitted` (RFC 3834) on automatic mail, and
+  `X-Auto-Response-Suppress: All`, so well-behaved robots do not answer;
+- `X-Mailproc-Loop: <instance>`, by which our own mail is recognised if it
+  ever comes back in.
+
+`Precedence: bulk` is deliberately not set: RFC 3834 discourages it, and some
+servers drop such mail or treat it as a list message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+from secrets import token_hex
+
+LOOP_HEADER = "X-Mailproc-Loop"
+MAX_REFERENCES = 20  # keep the first (thread root) and the most recent ones
+
+
+def new_message_id(domain: str) -> str:
+    """A unique Message-ID, bare (no angle brackets), as the database stores them."""
+    return f"mailproc.{token_hex(12)}@{domain}"
+
+
+def one_line(text: str) -> str:
+    """Header values must not contain line breaks (header injection); collapse whitespace."""
+    return " ".join(text.split())
+
+
+def references_chain(references: list[str], in_reply_to: str | None) -> list[str]:
+    """The parent's References plus the parent, de-duplicated, capped in length.
+
+    RFC 5322 §3.6.4: References = the parent's References followed by the
+    parent's Message-ID. Long threads are trimmed to the root and the newest
+    ids, as most mail clients do.
+    """
+    chain: list[str] = []
+    for ref in [*references, *([in_reply_to] if in_reply_to else [])]:
+        ref = ref.strip().strip("<>").strip()
+        if ref and ref not in chain:
+            chain.append(ref)
+    if len(chain) > MAX_REFERENCES:
+        chain = chain[:1] + chain[-(MAX_REFERENCES - 1):]
+    return chain
+
+
+def build(*, mail_from: str, to: list[str], subject: str, text: str, html: str, in_reply_to: str | None,
+          references: list[str], instance: str, auto: str | None = "auto-replied",
+          extra_headers: dict | None = None, now: datetime, domain: str) -> tuple[EmailMessage, str]:
+    """Return the message and its Message-ID (bare)."""
+    message_id = new_message_id(domain)
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["Date"] = format_datetime(now)
+    msg["From"] = one_line(mail_from)
+    msg["To"] = ", ".join(one_line(a) for a in to)
+    msg["Subject"] = one_line(subject)
+    msg["Message-ID"] = f"<{message_id}>"
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to.strip().strip('<>')}>"
+    chain = references_chain(references, in_reply_to)
+    if chain:
+        msg["References"] = " ".join(f"<{ref}>" for ref in chain)
+    if auto:
+        msg["Auto-Submitted"] = auto
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg[LOOP_HEADER] = one_line(instance)
+    for name, value in (extra_headers or {}).items():
+        del msg[name]
+        msg[name] = one_line(str(value))
+    # quoted-printable keeps mostly-ASCII text readable in the raw mail (and spam filters like it)
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg, message_id

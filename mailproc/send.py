@@ -1,0 +1,221 @@
+"""Draining the outbox: the only code that speaks SMTP.
+
+`drain()` takes due `queued` rows in id order and, for each, first claims it
+with one conditional UPDATE (queued -> sending); only the sender whose UPDATE
+changed the row sends it, so two senders (two daemons on one PostgreSQL, or a
+daemon and `mailproc send`) never send the same mail. One SMTP connection
+serves the whole drain.
+
+Outcomes per row:
+- 250: `sent`, event "mail_sent" on the case.
+- 4xx, or the server cannot be reached: back to `queued` with exponential
+  backoff (1 min, 2, 4 ... capped at 1 h); once `retry_limit` has passed
+  since the row was created it becomes `failed`. When the connection is
+  lost, the rest of the due rows are deferred in the same way without
+  hammering a server that is down.
+- 5xx: `failed`, event "mail_failed" with the server's answer, error logged.
+- Some recipients refused, others accepted: `sent`, the refusals kept in
+  `last_error`.
+
+A crash between claiming and recording the outcome leaves a row in `sending`.
+After 10 minutes (far longer than any SMTP timeout) such a row goes back to
+`queued`. If the server had already accepted it, the recipient gets it twice,
+with the same Message-ID so a mail client can drop the copy; the alternative,
+giving up on it, would silently lose mail, which is worse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+import aiosmtplib
+
+from mailproc.context import Context
+from mailproc.db import proxy
+from mailproc.models import Event, Outbox, aware, utc
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(minutes=10)
+FIRST_BACKOFF = timedelta(minutes=1)
+MAX_BACKOFF = timedelta(hours=1)
+
+
+@dataclass
+class DrainResult:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before the next try after `attempts` failed ones (1 -> 1 min, 2 -> 2 min, ... <= 1 h)."""
+    return min(FIRST_BACKOFF * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
+
+
+@functools.cache
+def _warn_unconfigured(config_path: str) -> None:
+    # cached: said once per configuration, not on every pass of the daemon loop
+    log.warning("%s has no [smtp] section: outgoing mail stays queued", config_path)
+
+
+def drain(ctx: Context, *, limit: int | None = None, stop: Callable[[], bool] = lambda: False) -> DrainResult:
+    """Send what is due; return how many rows were sent, deferred and failed."""
+    if ctx.config.smtp is None:
+        _warn_unconfigured(str(ctx.config.path))
+        return DrainResult()
+    requeue_stale(ctx.clock.now())
+    return asyncio.run(_drain(ctx, limit, stop))
+
+
+def requeue_stale(now: datetime) -> int:
+    """Rows left in 'sending' by a crash go back to 'queued' (keeping their Message-ID)."""
+    cutoff = utc(now - STALE_AFTER)
+    count = 0
+    stale = Outbox.select(Outbox.id).where(Outbox.state == "sending", Outbox.claimed_at < cutoff)
+    for row in list(stale):
+        count += (Outbox.update(state="queued", claimed_at=None, next_attempt_at=utc(now))
+                  .where(Outbox.id == row.id, Outbox.state == "sending", Outbox.claimed_at < cutoff)
+                  .execute())
+        log.warning("outbox %d was left in 'sending' (interrupted send); queued again, it may arrive twice",
+                    row.id)
+    return count
+
+
+def due_ids(now: datetime, limit: int | None) -> list[int]:
+    query = (Outbox.select(Outbox.id)
+             .where(Outbox.state == "queued", Outbox.next_attempt_at <= utc(now))
+             .order_by(Outbox.id))
+    if limit is not None:
+        query = query.limit(limit)
+    return [row.id for row in query]
+
+
+def claim(outbox_id: int, now: datetime) -> Outbox | None:
+    """queued -> sending, atomically; the row if it is ours to send, else None."""
+    taken = (Outbox.update(state="sending", claimed_at=utc(now))
+             .where(Outbox.id == outbox_id, Outbox.state == "queued", Outbox.next_attempt_at <= utc(now))
+             .execute())
+    return Outbox.get_by_id(outbox_id) if taken == 1 else None
+
+
+async def _drain(ctx: Context, limit: int | None, stop: Callable[[], bool]) -> DrainResult:
+    result = DrainResult()
+    ids = due_ids(ctx.clock.now(), limit)
+    if not ids:
+        return result
+    client: aiosmtplib.SMTP | None = None
+    down: str | None = None  # why the server cannot be used for the rest of this drain
+    try:
+        for outbox_id in ids:
+            if stop():
+                break
+            row = claim(outbox_id, ctx.clock.now())
+            if row is None:
+                continue  # another sender took it
+            if down is None and client is None:
+                client, down = await _connect(ctx)
+            if down is not None:
+                _temporary(ctx, row, down, result)
+                continue
+            try:
+                refused, reply = await client.sendmail(row.mail_from, row.recipients, bytes(row.raw))
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                answers = [f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients]
+                if all(r.code >= 500 for r in exc.recipients):
+                    _permanent(ctx, row, "all recipients refused: " + "; ".join(answers), result)
+                else:
+                    _temporary(ctx, row, "recipients refused: " + "; ".join(answers), result)
+            except aiosmtplib.SMTPResponseException as exc:
+                answer = f"{exc.code} {exc.message}"
+                if exc.code >= 500:
+                    _permanent(ctx, row, answer, result)
+                else:
+                    _temporary(ctx, row, answer, result)
+            except ValueError as exc:  # an address that cannot be put in an SMTP envelope
+                _permanent(ctx, row, f"invalid address: {exc}", result)
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                down = f"connection lost: {_describe(exc)}"
+                _temporary(ctx, row, down, result)
+            else:
+                _sent(ctx, row, refused, reply, result)
+    finally:
+        if client is not None and client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                client.close()
+    return result
+
+
+async def _connect(ctx: Context) -> tuple[aiosmtplib.SMTP | None, str | None]:
+    """(client, None) when connected and logged in, else (None, why)."""
+    smtp = ctx.config.smtp
+    client = aiosmtplib.SMTP(hostname=smtp.host, port=smtp.port, use_tls=smtp.security == "tls",
+                             start_tls=smtp.security == "starttls", timeout=smtp.timeout,
+                             validate_certs=True)
+    try:
+        await client.connect()
+        if smtp.username:
+            await client.login(smtp.username, smtp.password or "")
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        client.close()
+        log.error("SMTP login to %s:%d as %s refused: %s %s (check [smtp] username/password)",
+                  smtp.host, smtp.port, smtp.username, exc.code, exc.message)
+        return None, f"login refused: {exc.code} {exc.message}"
+    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        client.close()
+        log.warning("cannot reach SMTP server %s:%d: %s", smtp.host, smtp.port, _describe(exc))
+        return None, f"cannot reach {smtp.host}:{smtp.port}: {_describe(exc)}"
+    return client, None
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _sent(ctx: Context, row: Outbox, refused: dict, reply: str, result: DrainResult) -> None:
+    now = ctx.clock.now()
+    partial = "; ".join(f"{addr}: {r.code} {r.message}" for addr, r in refused.items()) or None
+    with proxy.atomic():
+        Outbox.update(state="sent", sent_at=utc(now), claimed_at=None,
+                      last_error=f"some recipients refused: {partial}" if partial else None) \
+            .where(Outbox.id == row.id).execute()
+        if row.case_id is not None:
+            detail = row.message_id + (f" (refused: {partial})" if partial else "")
+            Event.create(case=row.case_id, at=utc(now), kind="mail_sent", new=row.kind, detail=detail)
+    if partial:
+        log.warning("outbox %d sent, but some recipients were refused: %s", row.id, partial)
+    log.info("outbox %d sent (%s, %s): %s", row.id, row.kind, row.message_id, reply)
+    result.sent += 1
+
+
+def _temporary(ctx: Context, row: Outbox, error: str, result: DrainResult) -> None:
+    """Try again later, or give up once retry_limit has passed since the row was created."""
+    now = ctx.clock.now()
+    attempts = row.attempts + 1
+    if now - aware(row.created_at) >= ctx.config.retry_limit:
+        _permanent(ctx, row, f"gave up after {attempts} attempts over {ctx.config.retry_limit}: {error}",
+                   result, attempts=attempts)
+        return
+    Outbox.update(state="queued", claimed_at=None, attempts=attempts, last_error=error,
+                  next_attempt_at=utc(now + backoff(attempts))).where(Outbox.id == row.id).execute()
+    log.info("outbox %d deferred (attempt %d, next in %s): %s", row.id, attempts, backoff(attempts), error)
+    result.deferred += 1
+
+
+def _permanent(ctx: Context, row: Outbox, error: str, result: DrainResult, attempts: int | None = None) -> None:
+    now = ctx.clock.now()
+    with proxy.atomic():
+        Outbox.update(state="failed", claimed_at=None, last_error=error,
+                      attempts=attempts if attempts is not None else row.attempts + 1) \
+            .where(Outbox.id == row.id).execute()
+        if row.case_id is not None:
+            Event.create(case=row.case_id, at=utc(now), kind="mail_failed", new=row.kind, detail=error)
+    log.error("outbox %d (%s to %s) failed: %s", row.id, row.kind, ", ".join(row.recipients), error)
+    result.failed += 1

@@ -1,0 +1,160 @@
+"""Jinja2 mail templates: one plain-text and one HTML file per kind of mail.
+
+`templates/<kind>.txt.j2` and `templates/<kind>.html.j2` make a kind; files
+whose name starts with `_` (the shared HTML layout) are building blocks, not
+kinds. The subject lives in the text template's first line, `Subject: ...`,
+so the person editing a mail sees subject and body together; it is cut off
+the text part and handed to the HTML part as `subject`. See
+templates/README.md for the rules a template writer needs.
+
+Variables are strict (a misspelt name is an error, not a blank in a
+customer's mail), HTML is autoescaped (customer text cannot inject markup),
+text is not (it is not HTML). Errors name the template file and line.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+from jinja2 import meta
+
+from mailproc.errors import ConfigError
+
+_SUBJECT = re.compile(r"Subject:[ \t]*(.*)")
+_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|vs|res|antw|odp|r)\s*:", re.I)
+
+
+class Rendered(tuple):
+    """`(text, html)` as `render` promises, plus the `subject` the template chose."""
+
+    subject: str
+
+    def __new__(cls, subject: str, text: str, html: str) -> "Rendered":
+        self = super().__new__(cls, (text, html))
+        self.subject = subject
+        return self
+
+    @property
+    def text(self) -> str:
+        return self[0]
+
+    @property
+    def html(self) -> str:
+        return self[1]
+
+
+def when(value: datetime) -> str:
+    """An instant as a customer reads it: 'Tuesday 4 March 2025, 14:30 WET'.
+
+    The caller passes it already in the site's zone; the zone name is shown
+    because customers are often elsewhere.
+    """
+    return f"{value:%A} {value.day} {value:%B %Y, %H:%M} {value.tzname() or ''}".rstrip()
+
+
+def reply_subject(subject: str | None, token: str) -> str:
+    """'Re: <subject> <token>' without doubling an existing Re: or token."""
+    subject = " ".join((subject or "").split()) or "Your support request"
+    if not _REPLY_PREFIX.match(subject):
+        subject = f"Re: {subject}"
+    if token and token not in subject:
+        subject = f"{subject} {token}"
+    return subject
+
+
+def _autoescape(name: str | None) -> bool:
+    return bool(name) and name.endswith(".html.j2")
+
+
+def _line_of(exc: BaseException) -> int | None:
+    """The template line a render error happened on (Jinja rewrites tracebacks so
+    that template frames carry the template's file name and line)."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.endswith(".j2"):
+            line = frame.lineno
+    return getattr(exc, "lineno", None) or line
+
+
+class Templates:
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.directory)),
+            autoescape=_autoescape,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["when"] = when
+        self.env.filters["reply_subject"] = reply_subject
+
+    def kinds(self) -> list[str]:
+        """Every kind that has a text template (check() reports a missing HTML part)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name[: -len(".txt.j2")] for p in self.directory.glob("*.txt.j2")
+                      if not p.name.startswith("_"))
+
+    def render(self, kind: str, **context) -> Rendered:
+        """Render one kind: `text, html = render(...)`; `.subject` holds the subject."""
+        text_name, html_name = f"{kind}.txt.j2", f"{kind}.html.j2"
+        text = self._render(text_name, context)
+        first, _, body = text.partition("\n")
+        match = _SUBJECT.fullmatch(first.strip())
+        if not match or not match.group(1).strip():
+            raise ConfigError("the first line must be 'Subject: ...' with a non-empty subject",
+                              file=str(self.directory / text_name), where="line 1")
+        subject = " ".join(match.group(1).split())
+        html = self._render(html_name, {**context, "subject": subject})
+        return Rendered(subject, body.lstrip("\n"), html)
+
+    def _render(self, name: str, context: dict) -> str:
+        path = self.directory / name
+        try:
+            return self.env.get_template(name).render(**context)
+        except jinja2.TemplateNotFound as exc:
+            raise ConfigError(f"template not found: {exc.name}", file=str(path)) from None
+        except jinja2.TemplateError as exc:
+            line = _line_of(exc)
+            raise ConfigError(f"{type(exc).__name__}: {exc.message or exc}", file=str(path),
+                              where=f"line {line}" if line else None) from None
+
+    def check(self) -> list[str]:
+        """Compile every template; return 'file:line: problem' for each error found."""
+        if not self.directory.is_dir():
+            return [f"{self.directory}: templates directory not found"]
+        errors: list[str] = []
+        names = {p.name for p in self.directory.glob("*.j2")}
+        for name in sorted(names):
+            path = self.directory / name
+            try:
+                source = path.read_text(encoding="utf-8")
+                tree = self.env.parse(source, name, str(path))
+                self.env.compile(tree, name, str(path))
+            except UnicodeDecodeError as exc:
+                errors.append(f"{path}: not UTF-8 ({exc.reason})")
+                continue
+            except jinja2.TemplateSyntaxError as exc:
+                errors.append(f"{path}:{exc.lineno}: {exc.message}")
+                continue
+            for ref in meta.find_referenced_templates(tree):
+                if ref is not None and ref not in names:
+                    line = next((n for n, text in enumerate(source.splitlines(), 1) if ref in text), 1)
+                    errors.append(f"{path}:{line}: refers to {ref}, which does not exist")
+            if name.endswith(".txt.j2") and not name.startswith("_") \
+                    and not re.search(r"^Subject:", source, re.M):
+                errors.append(f"{path}:1: the first line must be 'Subject: ...'")
+        for kind in self.kinds():
+            if f"{kind}.html.j2" not in names:
+                errors.append(f"{self.directory / (kind + '.txt.j2')}:1: no HTML part {kind}.html.j2")
+        for name in sorted(names):
+            if name.endswith(".html.j2") and not name.startswith("_") \
+                    and name.replace(".html.j2", ".txt.j2") not in names:
+                errors.append(f"{self.directory / name}:1: no text part {name.replace('.html.j2', '.txt.j2')}")
+        return errors

@@ -1,0 +1,96 @@
+"""The customer directory: CSV import (all or nothing, errors by line) and sender look-up."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from mailproc import directory
+from mailproc.errors import ConfigError
+from mailproc.models import Customer
+
+NOW = datetime(2026, 5, 8, 12, tzinfo=timezone.utc)
+HEADER = "match,company,plan,licenses,high_value,partner,internal,google_apps\n"
+
+
+def write(tmp_path, body: str, name: str = "customers.csv"):
+    path = tmp_path / name
+    path.write_text(HEADER + body, encoding="utf-8")
+    return path
+
+
+def test_import_adds_rows_and_converts_values(database, tmp_path):
+    path = write(tmp_path, "Example.COM,Example Ltd,paid,12,true,no,0,yes\n"
+                           "\n"
+                           "boss@bigcorp.example,Big Corp,enterprise,400,1,false,false,false\n")
+    result = directory.import_csv(path, NOW)
+    assert (result.added, result.updated) == (2, 0)
+    row = Customer.get(Customer.match == "example.com")
+    assert (row.company, row.plan, row.licenses) == ("Example Ltd", "paid", 12)
+    assert (row.high_value, row.partner, row.internal, row.google_apps) == (True, False, False, True)
+
+
+def test_import_again_updates_by_match(database, tmp_path):
+    directory.import_csv(write(tmp_path, "example.com,Example Ltd,trial,1,false,false,false,false\n"), NOW)
+    result = directory.import_csv(write(tmp_path, "EXAMPLE.com,Example Ltd,paid,15,false,true,false,false\n"
+                                                  "new.example,New,free,0,no,no,no,no\n"), NOW)
+    assert (result.added, result.updated) == (1, 1)
+    assert Customer.select().count() == 2
+    row = Customer.get(Customer.match == "example.com")
+    assert (row.plan, row.licenses, row.partner) == ("paid", 15, True)
+
+
+def test_bad_plan_on_line_3_names_the_line_and_writes_nothing(database, tmp_path):
+    path = write(tmp_path, "good.example,Good,paid,1,false,false,false,false\n"
+                           "bad.example,Bad,platinum,1,false,false,false,false\n")
+    with pytest.raises(ConfigError) as err:
+        directory.import_csv(path, NOW)
+    assert err.value.file == str(path)
+    assert err.value.where == "line 3"
+    assert "platinum" in str(err.value)
+    assert Customer.select().count() == 0
+
+
+@pytest.mark.parametrize("row, complaint", [
+    ("not an address,X,paid,1,false,false,false,false", "neither an address nor a domain"),
+    ("a.example,,paid,1,false,false,false,false", "company is empty"),
+    ("a.example,A,paid,many,false,false,false,false", "not a whole number"),
+    ("a.example,A,paid,1,maybe,false,false,false", "high_value"),
+    ("a.example,A,paid,1,false,false", "columns"),
+])
+def test_each_kind_of_bad_row_is_refused(database, tmp_path, row, complaint):
+    with pytest.raises(ConfigError, match=complaint) as err:
+        directory.import_csv(write(tmp_path, row + "\n"), NOW)
+    assert err.value.where == "line 2"
+
+
+def test_duplicate_match_and_wrong_header(database, tmp_path):
+    path = write(tmp_path, "a.example,A,paid,1,false,false,false,false\n"
+                           "A.example,A again,paid,1,false,false,false,false\n")
+    with pytest.raises(ConfigError, match="already on line 2") as err:
+        directory.import_csv(path, NOW)
+    assert err.value.where == "line 3"
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("domain,company\nexample.com,X\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="first line") as err:
+        directory.import_csv(wrong, NOW)
+    assert err.value.where == "line 1"
+
+
+def test_lookup_prefers_address_then_domain_then_parent_domain(database, tmp_path):
+    directory.import_csv(write(tmp_path, "example.com,Example,paid,5,false,false,false,false\n"
+                                         "ceo@example.com,Example (CEO),paid,5,true,false,false,false\n"
+                                         "eu.example.com,Example Europe,enterprise,50,false,false,false,false\n"),
+                         NOW)
+    assert directory.lookup("CEO@Example.com").company == "Example (CEO)"
+    assert directory.lookup("ann@example.com").company == "Example"
+    assert directory.lookup("ann@mail.example.com").company == "Example"
+    assert directory.lookup("bob@lisbon.eu.example.com").company == "Example Europe"
+    assert directory.lookup("someone@other.example") is None
+    assert directory.lookup("") is None
+
+
+def test_candidates_order():
+    assert directory.candidates("a@mail.example.co.uk") == [
+        "a@mail.example.co.uk", "mail.example.co.uk", "example.co.uk", "co.uk"]

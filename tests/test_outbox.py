@@ -1,0 +1,172 @@
+"""Composing outgoing mail and queueing it (refusals, limits, transactions)."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import mailproc.config
+from mailproc import compose, outbox
+from mailproc.clock import Clock
+from mailproc.context import Context
+from mailproc.db import proxy
+from mailproc.models import Case, Contact, Event, Outbox, utc
+from mailproc.templates import Templates
+from mailproc.testing import REPO
+
+T0 = datetime(2025, 3, 4, 9, 0, tzinfo=timezone.utc)
+SUPPORT = "support@example.com"
+MAILBOX = dict(name="support", host="127.0.0.1", port=1143, username="u", password="p", address=SUPPORT)
+
+
+@pytest.fixture
+def ctx(database, make_config):
+    config = mailproc.config.load(make_config(mailboxes=[MAILBOX], extra={"autoreply_limit": 2}))
+    return Context(config=config, rules=None, templates=Templates(REPO / "templates"), clock=Clock(T0), raw=None)
+
+
+@pytest.fixture
+def case(database):
+    return Case.create(contact="ana@customer.example", contact_name="Ana", summary="Cannot log in", type="bug",
+                       priority="P2", created_at=utc(T0), updated_at=utc(T0), status_changed_at=utc(T0),
+                       tier_entered_at=utc(T0))
+
+
+def parsed(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def queue(ctx, case, to="ana@customer.example", now=T0, **kw):
+    args = dict(kind="acknowledgement", case=case, to=to, mail_from=f"Support <{SUPPORT}>", subject="Re: hi",
+                text="text", html="<p>html</p>", in_reply_to="abc@customer.example", references=[], now=now)
+    args.update(kw)
+    return outbox.queue(ctx, **args)
+
+
+def events(case, kind):
+    return list(Event.select().where(Event.case == case, Event.kind == kind).order_by(Event.id))
+
+
+def test_build_sets_threading_and_robot_headers():
+    msg, message_id = compose.build(
+        mail_from="Support <support@example.com>", to=["ana@customer.example"], subject="Olá, ação [Case #5]",
+        text="Olá Ana", html="<p>Olá Ana</p>", in_reply_to="<c2@customer.example>",
+        references=["root@customer.example", "c1@customer.example"], instance="desk-1", now=T0,
+        domain="example.com")
+    back = parsed(msg.as_bytes())
+    assert back["Message-ID"] == f"<{message_id}>"
+    assert message_id.startswith("mailproc.") and message_id.endswith("@example.com")
+    assert back["In-Reply-To"] == "<c2@customer.example>"
+    assert back["References"].strip() == "<root@customer.example> <c1@customer.example> <c2@customer.example>"
+    assert back["Auto-Submitted"] == "auto-replied"
+    assert back["X-Auto-Response-Suppress"] == "All"
+    assert back["X-Mailproc-Loop"] == "desk-1"
+    assert back["Precedence"] is None
+    assert back["Date"] == "Tue, 04 Mar 2025 09:00:00 +0000"
+    assert back["Subject"] == "Olá, ação [Case #5]"
+    assert b"Subject: =?utf-8?" in msg.as_bytes()  # encoded on the wire, not raw UTF-8
+    assert back.get_content_type() == "multipart/alternative"
+    plain, html = back.get_payload()
+    assert plain.get_content_type() == "text/plain" and plain.get_content().strip() == "Olá Ana"
+    assert html.get_content_type() == "text/html" and html.get_content_charset() == "utf-8"
+
+
+def test_build_message_ids_are_unique_and_headers_single_line():
+    kw = dict(mail_from="s@example.com", to=["a@b.example"], subject="two\r\nBcc: evil@x.example", text="t",
+              html="h", in_reply_to=None, references=[], instance="i", now=T0, domain="example.com", auto=None)
+    first, id1 = compose.build(**kw)
+    _, id2 = compose.build(**kw)
+    assert id1 != id2
+    assert first["Subject"] == "two Bcc: evil@x.example" and first["Bcc"] is None
+    assert first["Auto-Submitted"] is None and first["References"] is None
+
+
+def test_references_are_capped_keeping_root_and_newest():
+    refs = [f"m{n}@x.example" for n in range(40)]
+    chain = compose.references_chain(refs, "parent@x.example")
+    assert len(chain) == compose.MAX_REFERENCES
+    assert chain[0] == "m0@x.example" and chain[-1] == "parent@x.example" and chain[-2] == "m39@x.example"
+    assert compose.references_chain(["a@x", "<a@x>"], "a@x") == ["a@x"]
+
+
+def test_queue_records_row_and_event(ctx, case):
+    row = queue(ctx, case, references=["root@customer.example"])
+    assert row.state == "queued" and row.attempts == 0
+    assert row.recipients == ["ana@customer.example"] and row.mail_from == SUPPORT
+    assert row.next_attempt_at == utc(T0) and row.created_at == utc(T0)
+    msg = parsed(bytes(Outbox.get_by_id(row.id).raw))
+    assert msg["Message-ID"] == f"<{row.message_id}>"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["X-Mailproc-Loop"] == "mailproc"
+    assert msg["References"].strip() == "<root@customer.example> <abc@customer.example>"
+    assert row.message_id.endswith("@example.com")
+    [event] = events(case, "mail_queued")
+    assert event.new == "acknowledgement" and event.detail == row.message_id
+
+
+def test_agent_mail_is_not_marked_automatic(ctx, case):
+    row = queue(ctx, case, automatic=False, kind="reply")
+    assert parsed(bytes(row.raw))["Auto-Submitted"] is None
+    reminder = queue(ctx, case, in_reply_to=None, kind="reminder")
+    assert parsed(bytes(reminder.raw))["Auto-Submitted"] == "auto-generated"
+
+
+def test_undeliverable_address_is_refused_with_event(ctx, case):
+    Contact.create(address="ana@customer.example", undeliverable=True, undeliverable_reason="550 no such user")
+    assert queue(ctx, case, to="Ana <ANA@customer.example>") is None
+    assert queue(ctx, case, automatic=False) is None  # not even an agent's reply
+    assert Outbox.select().count() == 0
+    suppressed = events(case, "mail_suppressed")
+    assert len(suppressed) == 2
+    assert "ana@customer.example is marked undeliverable: 550 no such user" == suppressed[0].detail
+
+
+def test_automatic_mail_is_rate_limited_per_address(ctx, case):
+    assert queue(ctx, case) is not None
+    assert queue(ctx, case, to="Ana@Customer.example", now=T0 + timedelta(minutes=10)) is not None
+    assert queue(ctx, case, now=T0 + timedelta(minutes=20)) is None  # limit 2 per hour
+    [event] = events(case, "mail_suppressed")
+    assert "automatic mail limit reached: 2 to ana@customer.example" in event.detail
+    assert queue(ctx, case, to="bob@customer.example", now=T0 + timedelta(minutes=20)) is not None
+    assert queue(ctx, case, automatic=False, now=T0 + timedelta(minutes=20)) is not None  # people may write
+    assert queue(ctx, case, now=T0 + timedelta(minutes=61)) is not None  # the first has left the window
+    assert Outbox.select().count() == 5
+
+
+def test_automatic_mail_to_our_own_mailbox_is_refused(ctx, case):
+    assert queue(ctx, case, to=SUPPORT.upper()) is None
+    assert "one of our own mailboxes" in events(case, "mail_suppressed")[0].detail
+
+
+def test_queue_belongs_to_the_callers_transaction(ctx, case):
+    with proxy.atomic() as txn:
+        assert queue(ctx, case) is not None
+        txn.rollback()
+    assert Outbox.select().count() == 0 and events(case, "mail_queued") == []
+
+
+def test_render_and_queue_takes_subject_from_template(ctx, case):
+    context = dict(case=case, token=f"[Case #{case.id}]", contact_name="Ana",
+                   expected_response="within 2 business hours",
+                   expected_by=datetime(2025, 3, 4, 11, 0, tzinfo=ZoneInfo("Europe/Lisbon")),
+                   type_label="Bug / Report a Problem", priority_label="P2 – Blocker", escalated=True,
+                   is_bug=True, mailbox_address=SUPPORT, original_subject="Login broken")
+    row = outbox.render_and_queue(ctx, kind="acknowledgement", case=case, to="ana@customer.example",
+                                  mail_from=SUPPORT, context=context, in_reply_to="abc@customer.example",
+                                  references=[], now=T0)
+    msg = parsed(bytes(row.raw))
+    assert msg["Subject"] == f"Re: Login broken [Case #{case.id}]"
+    assert f"case #{case.id}" in msg.get_body(("plain",)).get_content()
+    assert "within 2 business hours" in msg.get_body(("html",)).get_content()
+
+
+def test_limit_comes_from_config(ctx, case):
+    relaxed = dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, autoreply_limit=3))
+    for minute in range(3):
+        assert queue(relaxed, case, now=T0 + timedelta(minutes=minute)) is not None
+    assert queue(relaxed, case, now=T0 + timedelta(minutes=5)) is None

@@ -1,0 +1,138 @@
+"""The template loader and the acknowledgement mail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from mailproc.errors import ConfigError
+from mailproc.models import Case
+from mailproc.templates import Templates, reply_subject
+from mailproc.testing import REPO
+
+
+def ack_context(**overrides):
+    context = dict(
+        case=Case(id=12, type="bug", priority="P2", summary="Cannot log in"),
+        token="[Case #12]",
+        contact_name="Ana Sousa",
+        expected_response="within 2 business hours",
+        expected_by=datetime(2025, 3, 4, 11, 0, tzinfo=ZoneInfo("Europe/Lisbon")),
+        type_label="Bug / Report a Problem",
+        priority_label="P2 – Blocker",
+        escalated=True,
+        is_bug=True,
+        mailbox_address="support@example.com",
+        original_subject="Login page broken",
+    )
+    context.update(overrides)
+    return context
+
+
+@pytest.fixture
+def templates():
+    return Templates(REPO / "templates")
+
+
+def test_repository_templates_are_valid(templates):
+    assert templates.check() == []
+    assert "acknowledgement" in templates.kinds()
+    assert not any(kind.startswith("_") for kind in templates.kinds())
+
+
+def test_acknowledgement_states_number_and_expected_time(templates):
+    rendered = templates.render("acknowledgement", **ack_context())
+    text, html = rendered
+    assert rendered.subject == "Re: Login page broken [Case #12]"
+    for part in (text, html):
+        assert "case #12" in part
+        assert "within 2 business hours" in part
+        assert "Tuesday 4 March 2025, 11:00 WET" in part
+        assert "Ana Sousa" in part
+        assert "support@example.com" in part
+    assert not text.startswith("Subject:")
+    assert "<title>Re: Login page broken [Case #12]</title>" in html
+
+
+def test_escalation_and_bug_questions_only_when_they_apply(templates):
+    text, _ = templates.render("acknowledgement", **ack_context())
+    assert "escalated it to our\nengineering team and to our on-call engineer" in text
+    assert "different web browser" in text and "different computer" in text
+    assert "anyone else in your business" in text
+
+    text, html = templates.render("acknowledgement", **ack_context(escalated=False, is_bug=False))
+    for part in (text, html):
+        assert "escalated" not in part
+        assert "web browser" not in part
+
+
+def test_html_escapes_customer_text_and_text_part_does_not(templates):
+    case = Case(id=7, summary='<script>alert("x")</script> & more')
+    text, html = templates.render("acknowledgement",
+                                  **ack_context(case=case, token="[Case #7]", contact_name="<b>Bob</b>"))
+    assert "<script>" not in html and "<b>Bob</b>" not in html
+    assert "&lt;script&gt;" in html and "&lt;b&gt;Bob&lt;/b&gt;" in html
+    assert '<script>alert("x")</script> & more' in text
+
+
+def test_subject_falls_back_to_summary_and_keeps_existing_prefix(templates):
+    rendered = templates.render("acknowledgement", **ack_context(original_subject=""))
+    assert rendered.subject == "Re: Cannot log in [Case #12]"
+    rendered = templates.render("acknowledgement", **ack_context(original_subject="RE: help\n please"))
+    assert rendered.subject == "RE: help please [Case #12]"
+
+
+def test_reply_subject():
+    assert reply_subject("Re: x [Case #3]", "[Case #3]") == "Re: x [Case #3]"
+    assert reply_subject("AW: Frage", "[Case #3]") == "AW: Frage [Case #3]"
+    assert reply_subject(None, "[Case #3]") == "Re: Your support request [Case #3]"
+
+
+def test_help_articles_are_optional_and_listed(templates):
+    articles = [dict(title="Resetting your password", url="https://help.example.com/reset")]
+    text, html = templates.render("acknowledgement", **ack_context(help_articles=articles))
+    assert "Resetting your password: https://help.example.com/reset" in text
+    assert '<a href="https://help.example.com/reset">Resetting your password</a>' in html
+
+
+def test_missing_variable_names_file_and_line(templates):
+    context = ack_context()
+    del context["expected_response"]
+    with pytest.raises(ConfigError) as info:
+        templates.render("acknowledgement", **context)
+    message = str(info.value)
+    assert "acknowledgement.txt.j2" in message and "expected_response" in message
+    source = (REPO / "templates" / "acknowledgement.txt.j2").read_text().splitlines()
+    line = next(n for n, text in enumerate(source, 1) if "expected_response" in text)
+    assert f"line {line}" in message
+
+
+def test_check_reports_file_and_line(tmp_path):
+    (tmp_path / "good.txt.j2").write_text("Subject: hi {{ token }}\nBody\n")
+    (tmp_path / "good.html.j2").write_text('{% extends "_layout.html.j2" %}\n')
+    (tmp_path / "broken.txt.j2").write_text("Subject: x\n\nline two\n{% if x %}\nno endif\n")
+    (tmp_path / "broken.html.j2").write_text("<p>{{ x }}</p>\n")
+    (tmp_path / "nosubject.txt.j2").write_text("Hello\n")
+    (tmp_path / "orphan.html.j2").write_text("<p>hi</p>\n")
+    errors = Templates(tmp_path).check()
+    text = "\n".join(errors)
+    assert f"{tmp_path / 'broken.txt.j2'}:5:" in text  # the unclosed if is reported at end of file
+    assert f"{tmp_path / 'good.html.j2'}:1: refers to _layout.html.j2" in text
+    assert f"{tmp_path / 'nosubject.txt.j2'}:1: the first line must be 'Subject: ...'" in text
+    assert "no HTML part nosubject.html.j2" in text
+    assert "no text part orphan.txt.j2" in text
+    assert len(errors) == 5
+    assert Templates(tmp_path).kinds() == ["broken", "good", "nosubject"]
+
+
+def test_check_on_missing_directory(tmp_path):
+    assert Templates(tmp_path / "nowhere").check() == [f"{tmp_path / 'nowhere'}: templates directory not found"]
+
+
+def test_render_without_subject_line_is_an_error(tmp_path):
+    (tmp_path / "x.txt.j2").write_text("Hello\n")
+    (tmp_path / "x.html.j2").write_text("<p>Hello</p>\n")
+    with pytest.raises(ConfigError, match=r"x\.txt\.j2:line 1: the first line must be 'Subject: \.\.\.'"):
+        Templates(tmp_path).render("x")
