@@ -36,6 +36,7 @@ from typing import Callable
 import aiosmtplib
 
 from mailproc.context import Context
+from mailproc.crashpoints import crashpoint
 from mailproc.db import proxy
 from mailproc.models import Event, Outbox, aware, utc
 
@@ -193,6 +194,7 @@ def _sent(ctx: Context, row: Outbox, refused: dict, reply: str, result: DrainRes
         log.warning("outbox %d sent, but some recipients were refused: %s", row.id, partial)
     log.info("outbox %d sent (%s, %s): %s", row.id, row.kind, row.message_id, reply)
     result.sent += 1
+    crashpoint("after_send")
 
 
 def _temporary(ctx: Context, row: Outbox, error: str, result: DrainResult) -> None:
