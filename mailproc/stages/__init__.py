@@ -43,7 +43,7 @@ class Work:
 
     # thread
     case: Case | None = None  # the existing case this mail belongs to
-    thread_rule: str | None = None  # how it was matched: token | in_reply_to | references | duplicate
+    thread_rule: str | None = None  # how it was matched: token | in_reply_to | references | duplicate | bounce
     duplicate_of: Message | None = None  # same Message-ID / bytes already handled
     reopen_of: Case | None = None  # a reply to a closed case: open a new one linked to this
 

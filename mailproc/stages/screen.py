@@ -1,0 +1,348 @@
+"""Screening: is this a normal mail, or our own mail, a bounce, an auto-reply,
+bulk mail or spam?
+
+It runs before any case logic because none of these may ever get an automatic
+answer: two robots answering each other is how mail loops start. The rules
+(header names, header and subject patterns) live in rules/screening.toml so a
+new vacation subject or list header is an edit, not a release. Kinds are tried
+in a fixed order (loop, bounce, auto_reply, bulk, rejected) because a bounce
+usually also carries `Auto-Submitted`, and an auto-reply may come from a list.
+
+For bounces the delivery-status report is read, so `act` can link the bounce
+to the case of the mail that bounced and mark the address undeliverable.
+Screening reads nothing from the database and writes nothing.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from dataclasses import dataclass
+from email.message import Message
+from email.parser import HeaderParser
+from pathlib import Path
+from typing import Any
+
+from mailproc.errors import ConfigError
+from mailproc.parse import ParsedMail
+from mailproc.rules import compile_pattern, read_toml
+from mailproc.stages import Bounce, Work
+
+KINDS = ("loop", "bounce", "auto_reply", "bulk", "rejected")
+RULE_KEYS = {"name", "header", "pattern", "equals_instance", "from", "from_ours", "subject"}
+
+
+@dataclass(frozen=True)
+class ScreenRule:
+    kind: str  # one of KINDS: what work.screen becomes when the rule matches
+    name: str
+    header: str | None = None  # lower-case header name that must be present
+    pattern: re.Pattern[str] | None = None  # ... with a value matching this
+    equals_instance: bool = False  # ... with a value equal to config.instance
+    sender: re.Pattern[str] | None = None  # the From address matches
+    from_ours: bool = False  # the From address is one of our mailboxes
+    subject: tuple[re.Pattern[str], ...] = ()  # any of these matches the subject
+
+
+@dataclass(frozen=True)
+class ScreeningRules:
+    rules: tuple[ScreenRule, ...]  # in the order they are tried
+
+
+def load_rules(path: Path) -> ScreeningRules:
+    """rules/screening.toml -> ScreeningRules; errors name the file and line."""
+    path = Path(path)
+    table = read_toml(path)
+    for key in table:
+        if key not in KINDS:
+            raise ConfigError(f"unknown section [[{key}]] (expected one of: {', '.join(KINDS)})",
+                              file=str(path), where=_line(path, f"[[{key}]]") or _line(path, key))
+    rules: list[ScreenRule] = []
+    names: set[str] = set()
+    for kind in KINDS:
+        entries = table.get(kind, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ConfigError(f"{kind} must be written as [[{kind}]] tables", file=str(path),
+                              where=_line(path, kind))
+        for index, entry in enumerate(entries):
+            rule = _rule(kind, entry, path, _nth_line(path, f"[[{kind}]]", index))
+            if rule.name in names:
+                raise ConfigError(f"rule name {rule.name!r} is used twice", file=str(path),
+                                  where=_nth_line(path, f"[[{kind}]]", index))
+            names.add(rule.name)
+            rules.append(rule)
+    return ScreeningRules(rules=tuple(rules))
+
+
+def _rule(kind: str, entry: dict[str, Any], path: Path, where: str | None) -> ScreenRule:
+    def fail(message: str) -> ConfigError:
+        return ConfigError(f"[[{kind}]] {message}", file=str(path), where=where)
+
+    unknown = sorted(set(entry) - RULE_KEYS)
+    if unknown:
+        raise fail(f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(RULE_KEYS))})")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise fail("needs a name = \"...\"")
+    for key in ("header", "pattern", "from"):
+        if key in entry and not isinstance(entry[key], str):
+            raise fail(f"{key} must be a string (rule {name!r})")
+    for key in ("equals_instance", "from_ours"):
+        if key in entry and not isinstance(entry[key], bool):
+            raise fail(f"{key} must be true or false (rule {name!r})")
+    subject = entry.get("subject", [])
+    if isinstance(subject, str):
+        subject = [subject]
+    if not isinstance(subject, list) or not all(isinstance(s, str) for s in subject):
+        raise fail(f"subject must be a list of patterns (rule {name!r})")
+    if ("pattern" in entry or entry.get("equals_instance")) and "header" not in entry:
+        raise fail(f"pattern and equals_instance need a header = \"...\" (rule {name!r})")
+    if not any(k in entry for k in ("header", "from", "subject")) and not entry.get("from_ours"):
+        raise fail(f"rule {name!r} has no condition; it would match every mail")
+    return ScreenRule(
+        kind=kind,
+        name=name.strip(),
+        header=entry["header"].strip().lower() if "header" in entry else None,
+        pattern=compile_pattern(entry["pattern"], path, where or kind) if "pattern" in entry else None,
+        equals_instance=entry.get("equals_instance", False),
+        sender=compile_pattern(entry["from"], path, where or kind) if "from" in entry else None,
+        from_ours=entry.get("from_ours", False),
+        subject=tuple(compile_pattern(s, path, where or kind) for s in subject),
+    )
+
+
+def _line(path: Path, needle: str) -> str | None:
+    return _nth_line(path, needle, 0)
+
+
+def _nth_line(path: Path, needle: str, n: int) -> str | None:
+    """'line N' of the n-th (0-based) line that starts with `needle`."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    seen = 0
+    for number, line in enumerate(lines, 1):
+        if line.strip().startswith(needle):
+            if seen == n:
+                return f"line {number}"
+            seen += 1
+    return None
+
+
+# --- matching -------------------------------------------------------------------
+
+def run(work: Work) -> None:
+    """Set work.screen (and work.bounce) from the first rule that matches.
+
+    A mail the pipeline already refused (too large, unparseable) keeps that
+    verdict: a rule here must not turn it back into something to act on.
+    """
+    if work.screen is not None:
+        return
+    rule = match(work.ctx.rules.screening, work.mail, instance=work.ctx.config.instance,
+                 ours=work.ctx.config.our_addresses)
+    if rule is None:
+        return
+    work.screen = rule.kind
+    work.note("screen", rule.name)
+    if rule.kind == "bounce":
+        work.bounce = read_bounce(work.raw, work.mail)
+
+
+def match(rules: ScreeningRules, mail: ParsedMail, *, instance: str, ours: frozenset[str]) -> ScreenRule | None:
+    for rule in rules.rules:
+        if _matches(rule, mail, instance, ours):
+            return rule
+    return None
+
+
+def _matches(rule: ScreenRule, mail: ParsedMail, instance: str, ours: frozenset[str]) -> bool:
+    if rule.header is not None:
+        values = [v.strip() for v in mail.headers.get(rule.header, [])]
+        if rule.pattern is None and not rule.equals_instance:
+            values = [v for v in values if v]
+        if rule.pattern is not None:
+            values = [v for v in values if rule.pattern.search(v)]
+        if rule.equals_instance:
+            values = [v for v in values if v.lower() == instance.strip().lower()]
+        if not values:
+            return False
+    if rule.sender is not None and not rule.sender.search(mail.from_addr):
+        return False
+    if rule.from_ours and mail.from_addr not in ours:
+        return False
+    if rule.subject and not any(p.search(mail.subject) for p in rule.subject):
+        return False
+    return True
+
+
+# --- reading bounces --------------------------------------------------------------
+
+_ADDRESS = r"[^\s<>@:;,\"']+@[^\s<>@:;,\"']+\.[^\s<>@:;,\"']+"
+# Exim: "The following address(es) failed:" then indented addresses, up to the
+# first blank line followed by unindented text.
+_FAILED_LIST = re.compile(r"following (?:address(?:\(es\))?|addresses|recipients?)\s+failed\s*:?[ \t]*\n"
+                          r"(.*?)(?:\n\s*\n(?=\S)|\Z)", re.I | re.S)
+_LIST_LINE = re.compile(rf"^\s*<?({_ADDRESS})>?\s*:?\s*$", re.M)
+_ANGLE_COLON = re.compile(rf"^\s*<({_ADDRESS})>\s*:", re.M)
+_MESSAGE_ID_LINE = re.compile(r"^\s*>?\s*Message-ID:\s*<([^<>\s]+)>", re.I | re.M)
+_SMTP_REPLY = re.compile(r"\b([45])\d\d[ -]+(?:[45]\.\d{1,3}\.\d{1,3}\b)?[^\n]*")
+_ENHANCED = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
+_TEMPORARY = re.compile(r"temporar|delayed|will (?:continue to )?(?:re)?try|still being retried|"
+                        r"delivery incomplete", re.I)
+
+
+@dataclass
+class _Recipient:
+    address: str
+    action: str
+    status: str
+    diagnostic: str
+
+
+def read_bounce(raw: bytes, mail: ParsedMail) -> Bounce:
+    """What a bounce says: who failed, which mail of ours it was, why, for good or not.
+
+    The raw bytes are parsed again with the standard library because the DSN
+    fields and the returned original's headers are structure mail-parser
+    flattens away. Standard reports (RFC 3464) first; plain-text bounces
+    (Exim, qmail, old Postfix) by the lines they always print.
+    """
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    except Exception:  # RecursionError and friends: fall back to what parse() saw
+        message = None
+    recipients: list[_Recipient] = []
+    original_id: str | None = None
+    texts: list[str] = []
+    stack: list[Message] = [message] if message is not None else []
+    while stack:
+        part = stack.pop()
+        try:
+            ctype = part.get_content_type()
+            if ctype == "message/delivery-status":
+                blocks = _dsn_blocks(part)
+                recipients.extend(_recipients(blocks[1:]))
+                original_id = original_id or _message_id(blocks[0].get("X-Original-Message-ID") if blocks else None)
+            elif ctype in ("message/rfc822", "message/global"):
+                original_id = original_id or _attached_message_id(part)
+            elif ctype in ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers"):
+                original_id = original_id or _message_id(HeaderParser().parsestr(_text(part)).get("Message-ID"))
+            elif part.is_multipart():
+                stack.extend(reversed(part.get_payload()))
+            elif ctype == "text/plain":
+                texts.append(_text(part))
+        except Exception:  # one unreadable part must not hide the others
+            continue
+    text = "\n".join(texts) if texts or message is not None else mail.text
+    if not recipients:
+        recipients = _plain_recipients(text, mail)
+    if original_id is None:
+        found = _MESSAGE_ID_LINE.search(text)
+        original_id = found.group(1) if found else None
+    return _summarise(recipients, original_id, text)
+
+
+def _dsn_blocks(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list) and all(isinstance(p, Message) for p in payload):
+        return payload
+    text = _text(part)
+    return [HeaderParser().parsestr(block.strip() + "\n") for block in re.split(r"\n\s*\n", text) if block.strip()]
+
+
+def _recipients(blocks: list[Message]) -> list[_Recipient]:
+    found = []
+    for block in blocks:
+        address = _dsn_address(block.get("Original-Recipient")) or _dsn_address(block.get("Final-Recipient"))
+        if not address:
+            continue
+        found.append(_Recipient(address=address, action=str(block.get("Action", "")).strip().lower(),
+                                status=str(block.get("Status", "")).strip(),
+                                diagnostic=_clean(str(block.get("Diagnostic-Code", "")))))
+    return found
+
+
+def _dsn_address(value: Any) -> str | None:
+    """'rfc822; User@Example.com' -> 'user@example.com'."""
+    if not value:
+        return None
+    value = str(value).split(";", 1)[-1].strip().strip("<>").strip()
+    return value.lower() if "@" in value else None
+
+
+def _attached_message_id(part: Message) -> str | None:
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return _message_id(payload[0].get("Message-ID"))
+    return _message_id(HeaderParser().parsestr(_text(part)).get("Message-ID"))
+
+
+def _message_id(value: Any) -> str | None:
+    if not value:
+        return None
+    found = re.search(r"<\s*([^<>\s]+)\s*>", str(value))
+    bare = found.group(1) if found else str(value).strip()
+    return bare or None
+
+
+def _text(part: Message) -> str:
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        payload = part.get_payload()
+        return payload if isinstance(payload, str) else ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset)
+    except (LookupError, UnicodeError):
+        return data.decode("utf-8", "replace")
+
+
+def _plain_recipients(text: str, mail: ParsedMail) -> list[_Recipient]:
+    """Best effort for bounces without a report: X-Failed-Recipients, Exim's list, '<addr>:' lines."""
+    addresses: list[str] = []
+    for value in mail.headers.get("x-failed-recipients", []):
+        addresses += [a.strip().lower() for a in re.split(r"[,\s]+", value) if "@" in a]
+    listed = _FAILED_LIST.search(text)
+    if listed:
+        addresses += [a.lower() for a in _LIST_LINE.findall(listed.group(1))]
+    addresses += [a.lower() for a in _ANGLE_COLON.findall(text)]
+    reply = _SMTP_REPLY.search(text)
+    reason = _clean(reply.group(0)) if reply else ""
+    return [_Recipient(address=a, action="failed", status="", diagnostic=reason) for a in dict.fromkeys(addresses)]
+
+
+def _summarise(recipients: list[_Recipient], original_id: str | None, text: str) -> Bounce:
+    failed = [r for r in recipients if r.action not in ("delivered", "relayed", "expanded")]
+    permanent = [r for r in failed if _is_permanent(r, text)]
+    chosen = permanent or failed
+    reason = next((r.diagnostic for r in chosen if r.diagnostic), "")
+    if not reason:
+        reason = next((r.status for r in chosen if r.status), "")
+    if not reason:
+        reply = _SMTP_REPLY.search(text)
+        reason = _clean(reply.group(0)) if reply else ""
+    return Bounce(recipients=list(dict.fromkeys(r.address for r in chosen)), original_message_id=original_id,
+                  reason=reason[:200], permanent=bool(permanent))
+
+
+def _is_permanent(recipient: _Recipient, text: str) -> bool:
+    """5.x.x (or 5xx), or failed with nothing more said: permanent. 4.x.x, 4xx, 'delayed': not."""
+    if recipient.action == "delayed":
+        return False
+    status = _ENHANCED.search(recipient.status) or _ENHANCED.search(recipient.diagnostic)
+    if status:
+        return status.group(1) == "5"
+    reply = _SMTP_REPLY.search(recipient.diagnostic)
+    if reply:
+        return reply.group(1) == "5"
+    if recipient.status:
+        return not recipient.status.startswith("4")
+    return not _TEMPORARY.search(text)
+
+
+def _clean(value: str) -> str:
+    value = re.sub(r"\s+", " ", value).strip()
+    return re.sub(r"^(smtp|x-[\w-]+)\s*;\s*", "", value, flags=re.I)

@@ -1,0 +1,167 @@
+"""Threading: which existing case, if any, does this mail belong to?
+
+In order (the first that answers wins):
+  1. duplicate   - the same Message-ID (or, without one, the same bytes) was
+                   already handled, e.g. one mail CC'd to support@ and billing@;
+  2. token       - the subject names a case ("[Case #123]") and the sender is
+                   on that case; a number quoted by a stranger is not proof;
+  3. in_reply_to / references - a Message-ID we received or sent for a case;
+  4. bounce      - the bounced original is one of our mails on a case.
+A normal reply to a Closed case does not reopen it: `reopen_of` asks `act` to
+open a new case linked to the old one. Bounces and auto-replies stay on the
+closed case (recorded there, nothing reopened).
+
+This stage only reads the database.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import peewee as pw
+
+from mailproc.models import Case, Message, Outbox, Participant, Person
+from mailproc.stages import Work
+
+# Reply / forward prefixes as mail clients write them in many languages:
+# Re Fwd Fw (English), AW WG (German), SV VS (Scandinavian), RES ENC (Portuguese),
+# RV (Spanish), TR (French), Antw Doorst (Dutch), Odp PD (Polish), YNT İLT
+# (Turkish), 回复 回覆 答复 转发 轉寄 (Chinese),
+# 返信 転送 (Japanese). Counters ("Re[2]:", "Re(3):", "Re^2:"), French spacing
+# ("RE :") and the full-width colon are accepted.
+_PREFIX = re.compile(
+    r"^\s*(?:re|fwd?|fw|aw|wg|sv|vs|res|enc|rv|tr|antw(?:oord)?|doorst|odp|pd|ynt|ilt|İlt|İLT|"
+    r"回复|回覆|答复|答覆|转发|轉寄|轉發|返信|転送)"
+    r"\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]\s*",
+    re.IGNORECASE,
+)
+
+
+def run(work: Work) -> None:
+    """Set work.case / thread_rule / duplicate_of / reopen_of; record what fired."""
+    if _duplicate(work):
+        return
+    case, rule = _by_token(work)
+    if case is None:
+        case, rule = _by_message_ids(work)
+    if case is None and work.bounce is not None and work.bounce.original_message_id:
+        case = _case_of_message_id(work.bounce.original_message_id, work.message.id)
+        rule = "bounce" if case is not None else None
+    if case is None:
+        return
+    work.thread_rule = rule
+    work.note("thread", rule)
+    if case.status == "closed" and work.screen is None:
+        work.reopen_of = case
+        work.note("thread", "reply-to-closed-case")
+        return
+    work.case = case
+
+
+def _duplicate(work: Work) -> bool:
+    query = Message.select().where((Message.id != work.message.id) & (Message.state == "done"))
+    if work.mail.message_id:
+        query = query.where(Message.message_id == work.mail.message_id)
+    else:
+        query = query.where(Message.raw_sha256 == work.message.raw_sha256)
+    first = query.order_by(Message.id).first()
+    if first is None:
+        return False
+    work.duplicate_of = first
+    work.case = first.case
+    work.thread_rule = "duplicate"
+    work.note("thread", "duplicate")
+    return True
+
+
+def _by_token(work: Work) -> tuple[Case | None, str | None]:
+    token_re = token_regex(work.ctx.config.case_token)
+    numbers = [int(m.group(1)) for m in token_re.finditer(work.mail.subject or "")]
+    for number in dict.fromkeys(numbers):
+        case = Case.get_or_none(Case.id == number)
+        if case is None:
+            work.note("thread", "token-unknown-case")
+            continue
+        if _on_case(case, work.mail.from_addr):
+            return case, "token"
+        work.note("thread", "token-ignored-sender-not-on-case")
+    return None, None
+
+
+def _on_case(case: Case, address: str) -> bool:
+    """The contact, a participant, or an active agent may thread by case number."""
+    address = (address or "").strip().lower()
+    if not address:
+        return False
+    if (case.contact or "").strip().lower() == address:
+        return True
+    if Participant.select().where((Participant.case == case)
+                                  & (pw.fn.LOWER(Participant.address) == address)).exists():
+        return True
+    agents = Person.select().where((pw.fn.LOWER(Person.address) == address) & Person.active)
+    return agents.exists()
+
+
+def _by_message_ids(work: Work) -> tuple[Case | None, str | None]:
+    # The nearest ancestor is last in References, so look from the end.
+    for rule, ids in (("in_reply_to", work.mail.in_reply_to), ("references", list(reversed(work.mail.references)))):
+        for message_id in ids:
+            case = _case_of_message_id(message_id, work.message.id)
+            if case is not None:
+                return case, rule
+    return None, None
+
+
+def _case_of_message_id(message_id: str, own_id: int | None) -> Case | None:
+    """The case of a mail we sent (Outbox) or received (Message) with this Message-ID."""
+    sent = (Outbox.select().where((Outbox.message_id == message_id) & Outbox.case.is_null(False))
+            .order_by(Outbox.id).first())
+    if sent is not None:
+        return sent.case
+    received = (Message.select().where((Message.message_id == message_id) & Message.case.is_null(False)
+                                       & (Message.id != own_id))
+                .order_by(Message.id).first())
+    return received.case if received is not None else None
+
+
+@lru_cache(maxsize=8)
+def token_regex(case_token: str) -> re.Pattern[str]:
+    """'[Case #{number}]' -> a regex that also finds '[case #12]', '[Case#12]', '[ Case # 12 ]'.
+
+    The literal text is cut into words and single punctuation marks, and any
+    amount of space is allowed between them, because mail clients and people
+    retyping a subject are careless with spaces and case.
+    """
+    before, _, after = case_token.partition("{number}")
+
+    def tolerant(text: str) -> str:
+        pieces = re.findall(r"\w+|[^\w\s]", text)
+        return r"\s*".join(re.escape(p) for p in pieces)
+
+    pattern = tolerant(before) + r"\s*(\d+)\s*" + tolerant(after)
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def find_token(subject: str, token_re: re.Pattern[str]) -> int | None:
+    """The first case number named in the subject, or None."""
+    found = token_re.search(subject or "")
+    return int(found.group(1)) if found else None
+
+
+def clean_subject(subject: str, token_re: re.Pattern[str]) -> str:
+    """The subject without reply/forward prefixes and case tokens, whitespace collapsed.
+
+    Prefixes are stripped repeatedly ("Re: AW: Fwd: ..."), including the ones a
+    removed token leaves in front ("Re: [Case #3] Re: ...").
+    """
+    text = " ".join((subject or "").split())
+    while True:
+        before = text
+        text = token_re.sub(" ", text).strip() if token_re.match(text.strip()) else text
+        text = _PREFIX.sub("", text, count=1)
+        text = text.strip()
+        if text == before:
+            break
+    text = token_re.sub(" ", text)
+    return " ".join(text.split())
