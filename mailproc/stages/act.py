@@ -144,7 +144,7 @@ def _new_case(work: Work) -> None:
     event(work, case, "created", detail=f"from message {work.message.id}: {summary[:200]}")
     for name in ("type", "status", "priority", "tier", "team", "company", "need_by", "partner", "internal",
                  "needs_triage", "tags", "admin_task_type"):
-        if name in fields:
+        if name in fields and fields[name] not in (None, [], ""):
             event(work, case, "field", field=name, new=fields[name], rule=work.decided_by.get(name),
                   actor="mailproc")
     if work.reopen_of is not None:
@@ -177,11 +177,21 @@ def _acknowledge(work: Work, case: Case) -> None:
     context = dict(
         case=case, token=token, contact_name=mail.from_name, expected_response=target.phrase,
         expected_by=expected_by.astimezone(ctx.config.timezone), type_label=TYPE_LABELS[case.type],
-        priority_label=PRIORITY_LABELS[case.priority], escalated=case.priority in ("P1", "P2"),
+        priority_label=PRIORITY_LABELS[case.priority], escalated=escalated(case),
         is_bug=case.type == "bug", mailbox_address=box.address, original_subject=mail.subject)
     outbox.render_and_queue(ctx, kind="acknowledgement", case=case, to=case.contact, mail_from=box.address,
                             context=context, in_reply_to=mail.message_id,
                             references=list(mail.references), now=work.now)
+
+
+def escalated(case: Case) -> bool:
+    """P1/P2 problems and requests go to engineering and on-call at once (SPEC §3).
+
+    For admin tasks and enhancement requests seed 000 gives P1/P2 their own
+    meaning — "resolve within 48 hours", "promised for the next release" —
+    which is about scheduling, not about waking an engineer.
+    """
+    return case.priority in ("P1", "P2") and case.type in ("bug", "request")
 
 
 def _add_participants(work: Work, case: Case) -> None:

@@ -5,9 +5,18 @@ directory and stopped afterwards. Nothing here is a mock.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (callers retry on a clash). Asked of the
+    kernel up front because aiosmtpd's Controller cannot listen on port 0."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def write_config(directory: Path, *, database: str | None = None, mailboxes: list[dict] | None = None,

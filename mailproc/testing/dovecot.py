@@ -24,6 +24,8 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
+from mailproc.testing import free_port
+
 DOVECOT = "/usr/sbin/dovecot"
 START_TIMEOUT = 15.0
 
@@ -68,13 +70,6 @@ service stats {{
   }}
 }}
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (callers retry on a clash)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def reachable_root(directory: Path, prefix: str) -> tuple[Path, bool]:

@@ -14,7 +14,8 @@ import pwd
 import subprocess
 from pathlib import Path
 
-from mailproc.testing.dovecot import free_port, reachable_root, remove_later
+from mailproc.testing import free_port
+from mailproc.testing.dovecot import reachable_root, remove_later
 
 MARK = "\n# --- mailproc test server ---\n"
 SETTINGS = """listen_addresses = '127.0.0.1'

@@ -9,15 +9,18 @@ server that really says no, over a real socket.
 
 from __future__ import annotations
 
+import logging
+
 import email
 import email.policy
-import socket
 import threading
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+
+from mailproc.testing import free_port
 
 _DEFAULT_TEXT = {4: "Requested action aborted: try again later", 5: "Requested action not taken: rejected"}
 
@@ -28,14 +31,6 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     message: EmailMessage
-
-
-def _free_port(host: str) -> int:
-    # aiosmtpd's Controller cannot listen on port 0 (it connects to its own port to
-    # check it is up), so ask the kernel for a free one first.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 class _Handler:
@@ -73,7 +68,9 @@ class SmtpCatcher:
         self._controller: Controller | None = None
 
     def start(self) -> None:
-        self.port = _free_port(self.host)
+        # aiosmtpd logs every SMTP command at INFO on "mail.log"; that drowns our own logs.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        self.port = free_port(self.host)
         self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
         self._controller.start()
 
