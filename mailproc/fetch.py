@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import imaplib
 import logging
-import os
 import socket
 import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable, Iterator
 
 from imapclient import DELETED, IMAPClient
@@ -201,7 +199,7 @@ def _store_batch(client: IMAPClient, box: MailboxConfig, ctx: Context, checkpoin
         Message.mailbox == box.name, Message.folder == box.folder, Message.uidvalidity == uidvalidity,
         Message.uid.in_(batch)).tuples()}
     fresh = [uid for uid in batch if uid in data and uid not in known]
-    digests = _write_raws(ctx, [data[uid][b"BODY[]"] for uid in fresh])
+    digests = ctx.raw.put_many([data[uid][b"BODY[]"] for uid in fresh])
     now = utc(ctx.clock.now())
     rows = []
     with db.proxy.atomic():
@@ -215,25 +213,6 @@ def _store_batch(client: IMAPClient, box: MailboxConfig, ctx: Context, checkpoin
         checkpoint.updated_at = now
         checkpoint.save()
     return rows
-
-
-def _write_raws(ctx: Context, raws: list[bytes]) -> list[str]:
-    """Write every file, then fsync them all: one wait for the disk per batch, not per message."""
-    digests = [ctx.raw.put(raw, sync=False) for raw in raws]
-    paths = {ctx.raw.path(d) for d in digests}
-    dirs = {p.parent for p in paths}
-    # The directories too, so the new names survive a crash (raw/ and ab/ may be new).
-    for path in [*paths, *sorted(dirs | ({ctx.raw.root, ctx.raw.root.parent} if dirs else set()))]:
-        _fsync(path)
-    return digests
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _move_done(client: IMAPClient, box: MailboxConfig, uidvalidity: int, ctx: Context) -> None:

@@ -89,7 +89,7 @@ class Customer(Base):
 
 class Contact(Base):
     """What we know about one external address: deliverability, first/last seen."""
-    address = pw.CharField(unique=True)
+    address = pw.CharField(unique=True)  # lower-case
     name = pw.CharField(default="")
     undeliverable = pw.BooleanField(default=False)
     undeliverable_reason = pw.TextField(null=True)
@@ -195,7 +195,8 @@ class Event(Base):
     case = pw.ForeignKeyField(Case, backref="events", on_delete="CASCADE")
     at = pw.DateTimeField(index=True)
     actor = pw.CharField(default="mailproc")  # an address, or 'mailproc'
-    kind = pw.CharField()  # created | field | message | auto_reply | bounce | mail_queued | mail_sent | mail_failed | note ...
+    # created | field | message | auto_reply | bounce | mail_queued | mail_sent | mail_failed | ...
+    kind = pw.CharField()
     field = pw.CharField(null=True)
     old = pw.TextField(null=True)
     new = pw.TextField(null=True)
@@ -211,6 +212,7 @@ class Outbox(Base):
     message_id = pw.CharField(max_length=998, unique=True)
     mail_from = pw.CharField()
     recipients = JSONField()
+    to_addr = pw.CharField()  # the first recipient, lower-case: the per-address limit counts by it
     raw = pw.BlobField()
     automatic = pw.BooleanField(default=True)  # counts toward the per-address limit
     state = pw.CharField(default="queued", index=True)  # queued | sending | sent | failed
@@ -220,6 +222,9 @@ class Outbox(Base):
     last_error = pw.TextField(null=True)
     created_at = pw.DateTimeField(index=True)
     sent_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("to_addr", "created_at"), False),)
 
 
 class ImapCheckpoint(Base):

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from email import policy
 from email.utils import parseaddr
 
-import peewee as pw
 
 from mailproc import compose
 from mailproc.context import Context
@@ -38,7 +36,7 @@ def bare_address(address: str) -> str:
 def refusal(ctx: Context, *, to: str, now: datetime, automatic: bool) -> str | None:
     """Why mail to `to` must not go out now, or None when it may."""
     address = bare_address(to).lower()
-    contact = Contact.get_or_none(pw.fn.LOWER(Contact.address) == address)
+    contact = Contact.get_or_none(Contact.address == address)
     if contact is not None and contact.undeliverable:
         reason = f": {contact.undeliverable_reason}" if contact.undeliverable_reason else ""
         return f"{address} is marked undeliverable{reason}"
@@ -48,13 +46,8 @@ def refusal(ctx: Context, *, to: str, now: datetime, automatic: bool) -> str | N
         return f"{address} is one of our own mailboxes"
     limit, window = ctx.config.autoreply_limit, ctx.config.autoreply_window
     since = utc(now - window)
-    # A LIKE on the JSON text narrows the rows; the exact comparison is done here.
-    # (LOWER() also stops peewee from JSON-encoding the pattern as a field value.)
-    rows = (Outbox.select(Outbox.recipients)
-            .where(Outbox.automatic == True,  # noqa: E712 (peewee expression)
-                   Outbox.created_at > since,
-                   pw.fn.LOWER(Outbox.recipients).contains(f'"{address}"')))
-    sent = sum(1 for row in rows if address in (r.lower() for r in row.recipients))
+    sent = (Outbox.select().where(Outbox.to_addr == address, Outbox.automatic == True,  # noqa: E712
+                                  Outbox.created_at > since).count())
     if sent >= limit:
         return f"automatic mail limit reached: {sent} to {address} within {window} (limit {limit})"
     return None
@@ -79,8 +72,8 @@ def queue(ctx: Context, *, kind: str, case: Case | None, to: str, mail_from: str
             domain=envelope_from.rpartition("@")[2] or "localhost")
         row = Outbox.create(
             case=case, kind=kind, message_id=message_id, mail_from=envelope_from,
-            recipients=[bare_address(to)], raw=msg.as_bytes(policy=policy.SMTP), automatic=automatic,
-            state="queued", next_attempt_at=utc(now), created_at=utc(now))
+            recipients=[bare_address(to)], to_addr=bare_address(to).lower(), raw=compose.as_bytes(msg),
+            automatic=automatic,            state="queued", next_attempt_at=utc(now), created_at=utc(now))
         if case is not None:
             Event.create(case=case, at=utc(now), actor=actor, kind="mail_queued", new=kind, detail=message_id)
         return row

@@ -7,9 +7,23 @@ no-op, which makes re-fetching after a crash harmless.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import os
 from pathlib import Path
+
+
+def _load_syncfs():
+    """Linux's syncfs(2): flush one filesystem in one call. None elsewhere."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _load_syncfs()
 
 
 class RawStore:
@@ -34,12 +48,37 @@ class RawStore:
                 os.fsync(fh.fileno())
         os.replace(tmp, target)
         if sync:
-            dir_fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            _fsync(target.parent)
         return digest
+
+    def put_many(self, raws: list[bytes]) -> list[str]:
+        """Store a batch: write every file, then make them all durable at once.
+
+        One syncfs() of the storage filesystem costs about as much as one
+        fsync, where a fsync per message made storing the slowest step of
+        intake; without syncfs each file and directory is fsynced.
+        """
+        digests = [self.put(raw, sync=False) for raw in raws]
+        if not digests:
+            return digests
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if _syncfs is not None and _syncfs(fd) == 0:
+                return digests
+        finally:
+            os.close(fd)
+        paths = {self.path(d) for d in digests}
+        for path in [*paths, *{p.parent for p in paths}, self.root, self.root.parent]:
+            _fsync(path)
+        return digests
 
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from mailproc import outbox
-from mailproc.models import (PRIORITY_LABELS, TYPE_LABELS, Case, CaseLink, Contact, Event, Participant,
+from mailproc.models import (PRIORITY_LABELS, TYPE_LABELS, Case, CaseLink, Contact, Event, Message, Participant,
                              Person, aware, utc)
 from mailproc.stages import Work
 from mailproc.stages.thread import clean_subject, token_regex
@@ -45,15 +45,19 @@ def run(work: Work) -> None:
     msg.processed_at = utc(work.now)
     msg.trace = work.trace
     msg.error = None
-    msg.save()
+    msg.save(only=[Message.message_id, Message.subject, Message.from_addr, Message.case, Message.state,
+                   Message.disposition, Message.processed_at, Message.trace, Message.error])
 
 
-def event(work: Work, case: Case, kind: str, *, field: str | None = None, old=None, new=None,
-          rule: str | None = None, detail: str | None = None, actor: str | None = None) -> Event:
-    return Event.create(case=case, at=utc(work.now), actor=actor or work.mail.from_addr or "mailproc",
-                        kind=kind, field=field, old=None if old is None else str(old),
-                        new=None if new is None else str(new), rule=rule, message=work.message,
-                        detail=detail)
+def event_row(work: Work, case: Case, kind: str, *, field: str | None = None, old=None, new=None,
+              rule: str | None = None, detail: str | None = None, actor: str | None = None) -> dict:
+    return dict(case=case, at=utc(work.now), actor=actor or work.mail.from_addr or "mailproc", kind=kind,
+                field=field, old=None if old is None else str(old), new=None if new is None else str(new),
+                rule=rule, message=work.message, detail=detail)
+
+
+def event(work: Work, case: Case, kind: str, **kw) -> None:
+    Event.insert(event_row(work, case, kind, **kw)).execute()
 
 
 def _arrived(work: Work) -> datetime:
@@ -82,7 +86,8 @@ def _bounce(work: Work) -> None:
     for address in bounce.recipients:
         if not bounce.permanent:
             continue
-        contact = _contact(address, work)
+        now = utc(work.now)
+        contact, _ = Contact.get_or_create(address=address.lower(), defaults={"first_seen": now, "last_seen": now})
         contact.undeliverable = True
         contact.undeliverable_reason = bounce.reason[:2000]
         contact.undeliverable_at = utc(work.now)
@@ -119,7 +124,7 @@ def _follow_up(work: Work) -> None:
             case.status_changed_at = utc(work.now)
     case.updated_at = utc(work.now)
     case.save()
-    _contact(mail.from_addr, work)
+    _seen(mail.from_addr, work)
 
 
 def _new_case(work: Work) -> None:
@@ -141,20 +146,21 @@ def _new_case(work: Work) -> None:
         decided_by=dict(work.decided_by), created_at=arrived, updated_at=now, status_changed_at=arrived,
         tier_entered_at=arrived, last_customer_at=arrived)
     work.case = case
-    event(work, case, "created", detail=f"from message {work.message.id}: {summary[:200]}")
-    for name in ("type", "status", "priority", "tier", "team", "company", "need_by", "partner", "internal",
-                 "needs_triage", "tags", "admin_task_type"):
-        if name in fields and fields[name] not in (None, [], ""):
-            event(work, case, "field", field=name, new=fields[name], rule=work.decided_by.get(name),
-                  actor="mailproc")
+    events = [event_row(work, case, "created", detail=f"from message {work.message.id}: {summary[:200]}")]
+    events += [event_row(work, case, "field", field=name, new=fields[name], rule=work.decided_by.get(name),
+                         actor="mailproc")
+               for name in ("type", "status", "priority", "tier", "team", "company", "need_by", "partner",
+                            "internal", "needs_triage", "tags", "admin_task_type")
+               if fields.get(name) not in (None, [], "")]
+    Event.insert_many(events).execute()  # one statement: a new case logs a dozen decisions
     if work.reopen_of is not None:
         CaseLink.create(case=case, other=work.reopen_of, kind="reopened_from", created_at=now)
         event(work, case, "linked", detail=f"reply to closed case #{work.reopen_of.id}", rule="thread:closed-case")
         event(work, work.reopen_of, "linked", detail=f"customer replied after closing; new case #{case.id}",
               rule="thread:closed-case")
-    Participant.create(case=case, address=contact_addr, role="contact")
-    _add_participants(work, case)
-    _contact(contact_addr, work, name=mail.from_name)
+    Participant.insert(case=case, address=contact_addr, role="contact").execute()
+    _add_participants(work, case, known={contact_addr})
+    _seen(contact_addr, work, name=mail.from_name)
     _acknowledge(work, case)
 
 
@@ -194,20 +200,22 @@ def escalated(case: Case) -> bool:
     return case.priority in ("P1", "P2") and case.type in ("bug", "request")
 
 
-def _add_participants(work: Work, case: Case) -> None:
+def _add_participants(work: Work, case: Case, known: set[str] | None = None) -> None:
+    """Everyone on the mail but us becomes a participant (so their replies may use the token)."""
+    if known is None:
+        known = {p.address for p in Participant.select(Participant.address).where(Participant.case == case)}
     ours = work.ctx.config.our_addresses
-    known = {p.address for p in Participant.select(Participant.address).where(Participant.case == case)}
+    new = []
     for address in [work.mail.from_addr, *work.mail.cc, *work.mail.to]:
         if address and address not in ours and address not in known:
-            Participant.create(case=case, address=address, role="cc")
+            new.append({"case": case, "address": address, "role": "cc"})
             known.add(address)
+    if new:
+        Participant.insert_many(new).execute()
 
 
-def _contact(address: str, work: Work, name: str = "") -> Contact:
+def _seen(address: str, work: Work, name: str = "") -> None:
+    """Record that `address` wrote to us (one upsert)."""
     now = utc(work.now)
-    contact, created = Contact.get_or_create(address=address, defaults={"name": name[:255], "first_seen": now,
-                                                                         "last_seen": now})
-    if not created:
-        contact.last_seen = now
-        contact.save()
-    return contact
+    (Contact.insert(address=address.lower(), name=name[:255], first_seen=now, last_seen=now)
+     .on_conflict(conflict_target=[Contact.address], update={Contact.last_seen: now}).execute())

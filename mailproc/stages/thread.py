@@ -60,12 +60,13 @@ def run(work: Work) -> None:
 
 
 def _duplicate(work: Work) -> bool:
-    query = Message.select().where((Message.id != work.message.id) & (Message.state == "done"))
+    # Only the indexed column in SQL: with `state` in the WHERE clause too, SQLite
+    # may pick the (much less selective) state index and scan every handled message.
     if work.mail.message_id:
-        query = query.where(Message.message_id == work.mail.message_id)
+        query = Message.select().where(Message.message_id == work.mail.message_id)
     else:
-        query = query.where(Message.raw_sha256 == work.message.raw_sha256)
-    first = query.order_by(Message.id).first()
+        query = Message.select().where(Message.raw_sha256 == work.message.raw_sha256)
+    first = next((m for m in query.order_by(Message.id) if m.id != work.message.id and m.state == "done"), None)
     if first is None:
         return False
     work.duplicate_of = first
