@@ -13,7 +13,6 @@ person reads it (templates, business hours).
 from __future__ import annotations
 
 import os
-import time
 from datetime import datetime, timedelta, timezone
 
 
@@ -27,8 +26,9 @@ def parse_instant(text: str) -> datetime:
 
 class Clock:
     def __init__(self, start: datetime | None = None):
-        self._start = start.astimezone(timezone.utc) if start else None
-        self._t0 = time.monotonic()
+        # A set clock is real time shifted by a fixed offset, so every process
+        # given the same offset (the sender beside intake) agrees on "now".
+        self.offset: timedelta | None = None if start is None else start - datetime.now(timezone.utc)
 
     @classmethod
     def from_env(cls, now: str | None = None) -> "Clock":
@@ -36,11 +36,16 @@ class Clock:
         text = now or os.environ.get("MAILPROC_NOW")
         return cls(parse_instant(text) if text else None)
 
+    @classmethod
+    def shifted(cls, offset: timedelta | None) -> "Clock":
+        clock = cls()
+        clock.offset = offset
+        return clock
+
     @property
     def is_set(self) -> bool:
-        return self._start is not None
+        return self.offset is not None
 
     def now(self) -> datetime:
-        if self._start is None:
-            return datetime.now(timezone.utc)
-        return self._start + timedelta(seconds=time.monotonic() - self._t0)
+        real = datetime.now(timezone.utc)
+        return real if self.offset is None else real + self.offset

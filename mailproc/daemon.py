@@ -1,5 +1,5 @@
 """The long-running process: poll on start and every `poll_interval`, drain the
-outbox continuously, stop cleanly.
+outbox continuously (in a sender process beside it), stop cleanly.
 
 Shaped like huey's consumer: signal handlers only set flags; the main loop
 does the work and checks the flags between messages, so SIGTERM/SIGINT finish
@@ -11,14 +11,18 @@ the schedule goes on (schedule's own advice).
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import schedule
 
 from mailproc import config as config_mod
-from mailproc import fetch, pipeline, send
+from mailproc import db, fetch, logs, pipeline, send
+from mailproc.clock import Clock
 from mailproc.context import Context, load_context
 from mailproc.errors import MailprocError
 from mailproc.systemd import Watchdog, notify
@@ -34,25 +38,92 @@ class Flags:
     reload: bool = False
 
 
-def run_once(ctx: Context, stop=lambda: False) -> dict[str, int]:
-    """Poll every mailbox once, process, drain the outbox. Returns disposition counts."""
+def intake(ctx: Context, stop=lambda: False) -> dict[str, int]:
+    """Process what a crash left pending, then poll every mailbox once. Returns disposition counts."""
     counts: dict[str, int] = {}
 
-    def handle(rows):
-        for k, v in pipeline.process_all(ctx, rows, stop).items():
+    def add(more: dict[str, int]) -> None:
+        for k, v in more.items():
             counts[k] = counts.get(k, 0) + v
 
-    for k, v in pipeline.process_pending(ctx, stop).items():
-        counts[k] = counts.get(k, 0) + v
+    add(pipeline.process_pending(ctx, stop))
     for box in ctx.config.mailboxes:
         if stop():
             break
-        result = fetch.poll(box, ctx, handle, stop)
+        result = fetch.poll(box, ctx, lambda rows: add(pipeline.process_all(ctx, rows, stop)), stop)
         if result.error:
             log.error("mailbox %s: %s", box.name, result.error)
-    if not stop():
-        send.drain(ctx, stop=stop)
     return counts
+
+
+def run_once(ctx: Context, stop=lambda: False) -> dict[str, int]:
+    """Poll every mailbox once and process, while a sender process drains the outbox; return
+    when both are done. Raises MailprocError if the sender died."""
+    sender = SenderProcess(ctx.config.path, ctx.clock)
+    sender.start()
+    try:
+        counts = intake(ctx, stop)
+    finally:
+        code = sender.finish()
+    if code != 0:
+        raise MailprocError(f"the sender process ended with exit status {code}; unsent mail stays queued")
+    return counts
+
+
+class SenderProcess:
+    """The outbox drained in a process of its own, beside intake.
+
+    Sending is the one other long job of the pipeline; in its own process it
+    uses the second core and never waits behind a long poll (Mailman's
+    outgoing runner works the same way). Both processes share only the
+    database, where each outbox row is claimed atomically before it is sent.
+    """
+
+    def __init__(self, config_path: Path, clock: Clock):
+        self.config_path = Path(config_path)
+        self.clock = clock
+        self._mp = multiprocessing.get_context("spawn")
+        self._done = self._mp.Event()
+        self.process: multiprocessing.process.BaseProcess | None = None
+
+    def start(self) -> None:
+        self.process = self._mp.Process(target=_sender_main, name="mailproc-sender",
+                                        args=(str(self.config_path), self.clock.offset, self._done, os.getpid(),
+                                              logging.getLevelName(logging.getLogger().level)))
+        self.process.start()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def finish(self, timeout: float | None = None) -> int:
+        """Ask the sender to send what is due and exit; wait; return its exit status (0 = fine)."""
+        self._done.set()
+        if self.process is None:
+            return 0
+        self.process.join(timeout)
+        return self.process.exitcode if self.process.exitcode is not None else -1
+
+
+def _sender_main(config_path: str, offset, done, parent: int, log_level: str) -> None:
+    """Entry point of the sender process: drain, wait a little, repeat; after `done` is set,
+    a last drain and exit. Also exits if the parent dies (its pid changes)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    stopping = Flags()
+    signal.signal(signal.SIGTERM, lambda *_: setattr(stopping, "stop", True))
+    logs.setup(log_level)
+    config = config_mod.load(config_path)
+    clock = Clock.shifted(offset)
+    ctx = load_context(config, clock)
+    db.open_database(config.database)
+    try:
+        while not stopping.stop and os.getppid() == parent:
+            finishing = done.is_set()
+            send.drain(ctx, stop=lambda: stopping.stop)
+            if finishing:
+                break
+            done.wait(SEND_EVERY_SECONDS / 5)
+    finally:
+        db.close()
 
 
 @dataclass
@@ -60,6 +131,7 @@ class Daemon:
     ctx: Context
     flags: Flags = field(default_factory=Flags)
     watchdog: Watchdog = field(default_factory=Watchdog)
+    sender: SenderProcess | None = None
 
     def should_stop(self) -> bool:
         self.watchdog.ping()
@@ -83,16 +155,23 @@ class Daemon:
             log.exception("scheduled job %s failed; it will run again on schedule", name)
 
     def poll(self) -> None:
-        self._guarded("poll", lambda: run_once(self.ctx, self.should_stop))
+        self._guarded("poll", lambda: intake(self.ctx, self.should_stop))
 
-    def drain(self) -> None:
-        self._guarded("send", lambda: send.drain(self.ctx, stop=self.should_stop))
+    def keep_sender(self) -> None:
+        """(Re)start the sender process if it is not running (it died, or after a reload)."""
+        if self.sender is None or not self.sender.alive():
+            if self.sender is not None:
+                log.error("sender process ended (exit status %s); starting a new one", self.sender.finish(0))
+            self.sender = SenderProcess(self.ctx.config.path, self.ctx.clock)
+            self.sender.start()
 
     def reload(self) -> None:
         self.flags.reload = False
         try:
             config = config_mod.load(self.ctx.config.path)
             self.ctx = load_context(config, self.ctx.clock)
+            if self.sender is not None:
+                self.sender.finish()  # keep_sender() starts one with the new configuration
             log.info("reloaded configuration, rules and templates")
         except MailprocError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
@@ -102,7 +181,8 @@ class Daemon:
         scheduler = schedule.Scheduler()
         seconds = max(1, int(self.ctx.config.poll_interval.total_seconds()))
         scheduler.every(seconds).seconds.do(self.poll)
-        scheduler.every(SEND_EVERY_SECONDS).seconds.do(self.drain)
+        scheduler.every(SEND_EVERY_SECONDS).seconds.do(self.keep_sender)
+        self.keep_sender()
         notify("READY=1")
         log.info("started: %d mailbox(es), polling every %s", len(self.ctx.config.mailboxes),
                  self.ctx.config.poll_interval)
@@ -115,5 +195,7 @@ class Daemon:
             idle = scheduler.idle_seconds
             time.sleep(min(max(idle or 0, 0.05), 0.5))
         notify("STOPPING=1")
+        if self.sender is not None:
+            self.sender.finish()
         log.info("stopped")
         return 0

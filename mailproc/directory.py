@@ -119,7 +119,7 @@ def import_csv(path: Path, now: datetime | None = None) -> ImportResult:
     """
     rows = read_csv(path)
     matches = [r["match"] for r in rows]
-    with db.proxy.atomic():
+    with db.transaction():
         existing: set[str] = set()
         for i in range(0, len(matches), CHUNK):
             chunk = matches[i:i + CHUNK]

@@ -202,13 +202,13 @@ def _store_batch(client: IMAPClient, box: MailboxConfig, ctx: Context, checkpoin
     digests = ctx.raw.put_many([data[uid][b"BODY[]"] for uid in fresh])
     now = utc(ctx.clock.now())
     rows = []
-    with db.proxy.atomic():
+    with db.transaction():
         for uid, digest in zip(fresh, digests):
             item = data[uid]
-            rows.append(Message.create(
-                state="pending", source="imap", mailbox=box.name, folder=box.folder,
-                uidvalidity=uidvalidity, uid=uid, raw_sha256=digest, size=len(item[b"BODY[]"]),
-                arrived_at=_arrival(item[b"INTERNALDATE"]), stored_at=now))
+            values = dict(state="pending", source="imap", mailbox=box.name, folder=box.folder,
+                          uidvalidity=uidvalidity, uid=uid, raw_sha256=digest, size=len(item[b"BODY[]"]),
+                          arrived_at=_arrival(item[b"INTERNALDATE"]), stored_at=now)
+            rows.append(Message(id=db.insert(Message, **values), **values))
         checkpoint.last_uid = max(checkpoint.last_uid, max(batch))
         checkpoint.updated_at = now
         checkpoint.save()
@@ -240,7 +240,7 @@ def _move_done(client: IMAPClient, box: MailboxConfig, uidvalidity: int, ctx: Co
                 client.uid_expunge(chunk)
             else:
                 client.expunge()
-        with db.proxy.atomic():
+        with db.transaction():
             Message.update(moved_at=utc(ctx.clock.now())).where(
                 Message.mailbox == box.name, Message.folder == box.folder, Message.uidvalidity == uidvalidity,
                 Message.uid.in_(chunk)).execute()

@@ -22,7 +22,7 @@ from email.utils import parseaddr
 
 from mailproc import compose
 from mailproc.context import Context
-from mailproc.db import proxy
+from mailproc.db import insert, transaction
 from mailproc.models import Case, Contact, Event, Outbox, utc
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def queue(ctx: Context, *, kind: str, case: Case | None, to: str, mail_from: str
           html: str, in_reply_to: str | None, references: list[str], now: datetime, automatic: bool = True,
           actor: str = "mailproc") -> Outbox | None:
     """Build the message and queue it; None (and a 'mail_suppressed' event) when refused."""
-    with proxy.atomic():
+    with transaction():
         why = refusal(ctx, to=to, now=now, automatic=automatic)
         if why:
             log.info("not sending %s mail%s: %s", kind, f" for case {case.id}" if case else "", why)
@@ -70,12 +70,13 @@ def queue(ctx: Context, *, kind: str, case: Case | None, to: str, mail_from: str
             mail_from=mail_from, to=[to], subject=subject, text=text, html=html, in_reply_to=in_reply_to,
             references=references, instance=ctx.config.instance, auto=auto, now=now,
             domain=envelope_from.rpartition("@")[2] or "localhost")
-        row = Outbox.create(
+        values = dict(
             case=case, kind=kind, message_id=message_id, mail_from=envelope_from,
             recipients=[bare_address(to)], to_addr=bare_address(to).lower(), raw=compose.as_bytes(msg),
             automatic=automatic,            state="queued", next_attempt_at=utc(now), created_at=utc(now))
+        row = Outbox(id=insert(Outbox, **values), **values)
         if case is not None:
-            Event.create(case=case, at=utc(now), actor=actor, kind="mail_queued", new=kind, detail=message_id)
+            insert(Event, case=case, at=utc(now), actor=actor, kind="mail_queued", new=kind, detail=message_id)
         return row
 
 

@@ -30,7 +30,7 @@ HEADER_PEEK = 256 * 1024
 def process(ctx: Context, message: Message) -> str:
     """Process one pending message; return its disposition. Never raises for a bad message."""
     try:
-        with db.proxy.atomic():
+        with db.transaction():
             work = _prepare(ctx, message)
             for stage in STAGES:
                 stage.run(work)
@@ -98,7 +98,7 @@ def _headers_only(raw: bytes) -> bytes:
 
 def _mark_failed(ctx: Context, message: Message, exc: Exception) -> None:
     error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    with db.proxy.atomic():
+    with db.transaction():
         Message.update(state="failed", disposition="failed", error=error[:4000],
                        attempts=Message.attempts + 1, processed_at=utc(ctx.clock.now())
                        ).where(Message.id == message.id).execute()

@@ -37,7 +37,7 @@ import aiosmtplib
 
 from mailproc.context import Context
 from mailproc.crashpoints import crashpoint
-from mailproc.db import proxy
+from mailproc.db import transaction
 from mailproc.models import Event, Outbox, aware, utc
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def _describe(exc: BaseException) -> str:
 def _sent(ctx: Context, row: Outbox, refused: dict, reply: str, result: DrainResult) -> None:
     now = ctx.clock.now()
     partial = "; ".join(f"{addr}: {r.code} {r.message}" for addr, r in refused.items()) or None
-    with proxy.atomic():
+    with transaction():
         Outbox.update(state="sent", sent_at=utc(now), claimed_at=None,
                       last_error=f"some recipients refused: {partial}" if partial else None) \
             .where(Outbox.id == row.id).execute()
@@ -213,7 +213,7 @@ def _temporary(ctx: Context, row: Outbox, error: str, result: DrainResult) -> No
 
 def _permanent(ctx: Context, row: Outbox, error: str, result: DrainResult, attempts: int | None = None) -> None:
     now = ctx.clock.now()
-    with proxy.atomic():
+    with transaction():
         Outbox.update(state="failed", claimed_at=None, last_error=error,
                       attempts=attempts if attempts is not None else row.attempts + 1) \
             .where(Outbox.id == row.id).execute()

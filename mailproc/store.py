@@ -19,6 +19,6 @@ def store_message(ctx: Context, raw: bytes, *, source: str, mailbox: str | None 
                   arrived_at: datetime | None = None) -> Message:
     now = ctx.clock.now()
     digest = ctx.raw.put(raw)
-    with db.proxy.atomic():
+    with db.transaction():
         return Message.create(raw_sha256=digest, size=len(raw), source=source, mailbox=mailbox,
                               arrived_at=utc(arrived_at or now), stored_at=utc(now), state="pending")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mailproc import outbox
+from mailproc import db, outbox
 from mailproc.models import (PRIORITY_LABELS, TYPE_LABELS, Case, CaseLink, Contact, Event, Message, Participant,
                              Person, aware, utc)
 from mailproc.stages import Work
@@ -57,7 +57,7 @@ def event_row(work: Work, case: Case, kind: str, *, field: str | None = None, ol
 
 
 def event(work: Work, case: Case, kind: str, **kw) -> None:
-    Event.insert(event_row(work, case, kind, **kw)).execute()
+    db.insert(Event, **event_row(work, case, kind, **kw))
 
 
 def _arrived(work: Work) -> datetime:
@@ -134,7 +134,7 @@ def _new_case(work: Work) -> None:
     now, arrived = utc(work.now), utc(_arrived(work))
     summary = clean_subject(mail.subject, token_regex(ctx.config.case_token)) or "(no subject)"
     customer = work.customer
-    case = Case.create(
+    values = dict(
         mailbox=work.message.mailbox,
         type=fields.get("type", "request"), status=fields.get("status", "new"),
         priority=fields.get("priority", "P6"), tier=fields.get("tier", "triage"), team=fields.get("team"),
@@ -145,20 +145,20 @@ def _new_case(work: Work) -> None:
         internal=bool(fields.get("internal")), needs_triage=bool(fields.get("needs_triage")),
         decided_by=dict(work.decided_by), created_at=arrived, updated_at=now, status_changed_at=arrived,
         tier_entered_at=arrived, last_customer_at=arrived)
-    work.case = case
+    case = work.case = Case(id=db.insert(Case, **values), **values)
     events = [event_row(work, case, "created", detail=f"from message {work.message.id}: {summary[:200]}")]
     events += [event_row(work, case, "field", field=name, new=fields[name], rule=work.decided_by.get(name),
                          actor="mailproc")
                for name in ("type", "status", "priority", "tier", "team", "company", "need_by", "partner",
                             "internal", "needs_triage", "tags", "admin_task_type")
                if fields.get(name) not in (None, [], "")]
-    Event.insert_many(events).execute()  # one statement: a new case logs a dozen decisions
+    db.insert_many(Event, events)
     if work.reopen_of is not None:
         CaseLink.create(case=case, other=work.reopen_of, kind="reopened_from", created_at=now)
         event(work, case, "linked", detail=f"reply to closed case #{work.reopen_of.id}", rule="thread:closed-case")
         event(work, work.reopen_of, "linked", detail=f"customer replied after closing; new case #{case.id}",
               rule="thread:closed-case")
-    Participant.insert(case=case, address=contact_addr, role="contact").execute()
+    db.insert(Participant, case=case, address=contact_addr, role="contact")
     _add_participants(work, case, known={contact_addr})
     _seen(contact_addr, work, name=mail.from_name)
     _acknowledge(work, case)
@@ -210,8 +210,7 @@ def _add_participants(work: Work, case: Case, known: set[str] | None = None) -> 
         if address and address not in ours and address not in known:
             new.append({"case": case, "address": address, "role": "cc"})
             known.add(address)
-    if new:
-        Participant.insert_many(new).execute()
+    db.insert_many(Participant, new)
 
 
 def _seen(address: str, work: Work, name: str = "") -> None:
