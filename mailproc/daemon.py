@@ -38,19 +38,24 @@ class Flags:
     reload: bool = False
 
 
-def intake(ctx: Context, stop=lambda: False) -> dict[str, int]:
-    """Process what a crash left pending, then poll every mailbox once. Returns disposition counts."""
+def intake(ctx: Context, stop=lambda: False, on_mail=lambda: None) -> dict[str, int]:
+    """Process what a crash left pending, then poll every mailbox once. Returns disposition
+    counts. `on_mail` is called before each batch of new mail is processed."""
     counts: dict[str, int] = {}
 
     def add(more: dict[str, int]) -> None:
         for k, v in more.items():
             counts[k] = counts.get(k, 0) + v
 
+    def handle(rows) -> None:
+        on_mail()
+        add(pipeline.process_all(ctx, rows, stop))
+
     add(pipeline.process_pending(ctx, stop))
     for box in ctx.config.mailboxes:
         if stop():
             break
-        result = fetch.poll(box, ctx, lambda rows: add(pipeline.process_all(ctx, rows, stop)), stop)
+        result = fetch.poll(box, ctx, handle, stop)
         if result.error:
             log.error("mailbox %s: %s", box.name, result.error)
     return counts
@@ -58,15 +63,18 @@ def intake(ctx: Context, stop=lambda: False) -> dict[str, int]:
 
 def run_once(ctx: Context, stop=lambda: False) -> dict[str, int]:
     """Poll every mailbox once and process, while a sender process drains the outbox; return
-    when both are done. Raises MailprocError if the sender died."""
+    when both are done. The sender starts with the first new mail (a poll that finds
+    nothing stays quick); what was already due is sent at the end. Raises MailprocError
+    if the sender died."""
     sender = SenderProcess(ctx.config.path, ctx.clock)
-    sender.start()
     try:
-        counts = intake(ctx, stop)
+        counts = intake(ctx, stop, on_mail=sender.ensure_started)
     finally:
         code = sender.finish()
     if code != 0:
         raise MailprocError(f"the sender process ended with exit status {code}; unsent mail stays queued")
+    if not stop():
+        send.drain(ctx, stop=stop)
     return counts
 
 
@@ -85,6 +93,10 @@ class SenderProcess:
         self._mp = multiprocessing.get_context("spawn")
         self._done = self._mp.Event()
         self.process: multiprocessing.process.BaseProcess | None = None
+
+    def ensure_started(self) -> None:
+        if self.process is None:
+            self.start()
 
     def start(self) -> None:
         self.process = self._mp.Process(target=_sender_main, name="mailproc-sender",

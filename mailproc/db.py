@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 import peewee as pw
-from playhouse.db_url import connect as url_connect
 
 from mailproc.errors import ConfigError, SchemaError
 
@@ -44,6 +43,8 @@ def open_database(url: str) -> pw.Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         database = pw.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS)
     else:
+        from playhouse.db_url import connect as url_connect  # imports the PostgreSQL driver
+
         try:
             database = url_connect(url.replace("postgres://", "postgresql://", 1))
         except Exception as exc:  # bad scheme or missing driver
@@ -125,6 +126,13 @@ def insert_many(model, rows: list[dict]) -> None:
     if rows:
         sql, fields = _insert_statement(model, returning=False)
         proxy.obj.cursor().executemany(sql, [_params(fields, row) for row in rows])
+
+
+def query_one(sql: str, params: list) -> tuple:
+    """One row of a hand-written query, `?` placeholders, on either database (hot paths only)."""
+    if proxy.obj.param != "?":
+        sql = sql.replace("?", proxy.obj.param)
+    return proxy.obj.execute_sql(sql, params).fetchone()
 
 
 def transaction():

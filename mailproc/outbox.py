@@ -22,8 +22,8 @@ from email.utils import parseaddr
 
 from mailproc import compose
 from mailproc.context import Context
-from mailproc.db import insert, transaction
-from mailproc.models import Case, Contact, Event, Outbox, utc
+from mailproc.db import insert, query_one, transaction
+from mailproc.models import Case, Event, Outbox, utc
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +33,25 @@ def bare_address(address: str) -> str:
     return parseaddr(address)[1].strip() or address.strip()
 
 
+# Both checks in one statement: this runs for every automatic mail.
+_REFUSAL_SQL = (
+    "SELECT (SELECT undeliverable FROM contact WHERE address = ?),"
+    " (SELECT undeliverable_reason FROM contact WHERE address = ?),"
+    " (SELECT COUNT(*) FROM outbox WHERE to_addr = ? AND automatic AND created_at > ?)")
+
+
 def refusal(ctx: Context, *, to: str, now: datetime, automatic: bool) -> str | None:
     """Why mail to `to` must not go out now, or None when it may."""
     address = bare_address(to).lower()
-    contact = Contact.get_or_none(Contact.address == address)
-    if contact is not None and contact.undeliverable:
-        reason = f": {contact.undeliverable_reason}" if contact.undeliverable_reason else ""
-        return f"{address} is marked undeliverable{reason}"
+    since = utc(now - ctx.config.autoreply_window)
+    undeliverable, reason, sent = query_one(_REFUSAL_SQL, [address, address, address, since])
+    if undeliverable:
+        return f"{address} is marked undeliverable" + (f": {reason}" if reason else "")
     if not automatic:
         return None
     if address in ctx.config.our_addresses:
         return f"{address} is one of our own mailboxes"
     limit, window = ctx.config.autoreply_limit, ctx.config.autoreply_window
-    since = utc(now - window)
-    sent = (Outbox.select().where(Outbox.to_addr == address, Outbox.automatic == True,  # noqa: E712
-                                  Outbox.created_at > since).count())
     if sent >= limit:
         return f"automatic mail limit reached: {sent} to {address} within {window} (limit {limit})"
     return None

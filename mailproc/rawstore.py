@@ -29,6 +29,7 @@ _syncfs = _load_syncfs()
 class RawStore:
     def __init__(self, root: Path):
         self.root = Path(root) / "raw"
+        self._batch: dict[str, bytes] = {}  # the last batch stored, about to be processed
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256[2:]}.eml"
@@ -59,6 +60,7 @@ class RawStore:
         intake; without syncfs each file and directory is fsynced.
         """
         digests = [self.put(raw, sync=False) for raw in raws]
+        self._batch = dict(zip(digests, raws))
         if not digests:
             return digests
         fd = os.open(self.root, os.O_RDONLY)
@@ -73,7 +75,9 @@ class RawStore:
         return digests
 
     def get(self, sha256: str) -> bytes:
-        return self.path(sha256).read_bytes()
+        """The stored bytes; those of the batch just stored come from memory, not the disk."""
+        raw = self._batch.pop(sha256, None)
+        return raw if raw is not None else self.path(sha256).read_bytes()
 
 
 def _fsync(path: Path) -> None:

@@ -31,13 +31,13 @@ import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Iterator
 
 import aiosmtplib
 
 from mailproc.context import Context
 from mailproc.crashpoints import crashpoint
-from mailproc.db import transaction
+from mailproc.db import insert, transaction
 from mailproc.models import Event, Outbox, aware, utc
 
 log = logging.getLogger(__name__)
@@ -88,36 +88,42 @@ def requeue_stale(now: datetime) -> int:
     return count
 
 
-def due_ids(now: datetime, limit: int | None) -> list[int]:
-    query = (Outbox.select(Outbox.id)
-             .where(Outbox.state == "queued", Outbox.next_attempt_at <= utc(now))
-             .order_by(Outbox.id))
-    if limit is not None:
-        query = query.limit(limit)
-    return [row.id for row in query]
+PAGE = 50  # rows read per query; bounds memory when thousands are due
 
 
-def claim(outbox_id: int, now: datetime) -> Outbox | None:
-    """queued -> sending, atomically; the row if it is ours to send, else None."""
+def due_rows(now: datetime, limit: int | None) -> Iterator[Outbox]:
+    """The due rows, oldest first, read a page at a time. Reading a row does not
+    make it ours: `claim` decides that."""
+    after, left = 0, limit
+    while left is None or left > 0:
+        page = PAGE if left is None else min(PAGE, left)
+        rows = list(Outbox.select()
+                    .where(Outbox.state == "queued", Outbox.next_attempt_at <= utc(now), Outbox.id > after)
+                    .order_by(Outbox.id).limit(page))
+        yield from rows
+        if len(rows) < page:
+            return
+        after = rows[-1].id
+        left = None if left is None else left - len(rows)
+
+
+def claim(outbox_id: int, now: datetime) -> bool:
+    """queued -> sending, atomically; True if the row is ours to send."""
     taken = (Outbox.update(state="sending", claimed_at=utc(now))
              .where(Outbox.id == outbox_id, Outbox.state == "queued", Outbox.next_attempt_at <= utc(now))
              .execute())
-    return Outbox.get_by_id(outbox_id) if taken == 1 else None
+    return taken == 1
 
 
 async def _drain(ctx: Context, limit: int | None, stop: Callable[[], bool]) -> DrainResult:
     result = DrainResult()
-    ids = due_ids(ctx.clock.now(), limit)
-    if not ids:
-        return result
     client: aiosmtplib.SMTP | None = None
     down: str | None = None  # why the server cannot be used for the rest of this drain
     try:
-        for outbox_id in ids:
+        for row in due_rows(ctx.clock.now(), limit):
             if stop():
                 break
-            row = claim(outbox_id, ctx.clock.now())
-            if row is None:
+            if not claim(row.id, ctx.clock.now()):
                 continue  # another sender took it
             if down is None and client is None:
                 client, down = await _connect(ctx)
@@ -189,7 +195,7 @@ def _sent(ctx: Context, row: Outbox, refused: dict, reply: str, result: DrainRes
             .where(Outbox.id == row.id).execute()
         if row.case_id is not None:
             detail = row.message_id + (f" (refused: {partial})" if partial else "")
-            Event.create(case=row.case_id, at=utc(now), kind="mail_sent", new=row.kind, detail=detail)
+            insert(Event, case=row.case_id, at=utc(now), kind="mail_sent", new=row.kind, detail=detail)
     if partial:
         log.warning("outbox %d sent, but some recipients were refused: %s", row.id, partial)
     log.info("outbox %d sent (%s, %s): %s", row.id, row.kind, row.message_id, reply)
