@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 
 from mailproc.models import PRIORITIES, TIERS
-from mailproc.rules import read_toml
+from mailproc.rules import TomlTable
 
 UTC = timezone.utc
 MAX_DAYS = 3700  # give up after ~10 years without a working window (a calendar with no working days)
@@ -214,10 +214,7 @@ CALENDAR_KEYS = ("working_days", "hours", "holidays")
 
 def load_sla(path: Path, timezone: tzinfo | None = None) -> Sla:
     """Read rules/sla.toml; the time zone comes from the config ([mailproc] timezone)."""
-    from mailproc.stages.classify import TomlTable  # the shared located-TOML reader
-
-    path = Path(path)
-    root = TomlTable.root(path, read_toml(path))
+    root = TomlTable.read(path)
     root.check_keys(SLA_KEYS, required=("calendar", "response"))
     calendar = _calendar(root.table("calendar"), timezone or UTC)
 
@@ -239,14 +236,14 @@ def load_sla(path: Path, timezone: tzinfo | None = None) -> Sla:
     return Sla(calendar=calendar, response=response, tiers=tiers)
 
 
-def _target(table, key: str) -> Target:
+def _target(table: TomlTable, key: str) -> Target:
     try:
         return parse_target(table.str(key))
     except ValueError as exc:
         raise table.error(key, str(exc)) from None
 
 
-def _calendar(table, tz: tzinfo) -> BusinessCalendar:
+def _calendar(table: TomlTable, tz: tzinfo) -> BusinessCalendar:
     table.check_keys(CALENDAR_KEYS, required=("working_days", "hours"))
     days = set()
     for name in table.str_list("working_days"):
@@ -262,7 +259,7 @@ def _calendar(table, tz: tzinfo) -> BusinessCalendar:
     return BusinessCalendar(tz=tz, working_days=frozenset(days), windows=windows, holidays=holidays)
 
 
-def _windows(table) -> tuple[tuple[time, time], ...]:
+def _windows(table: TomlTable) -> tuple[tuple[time, time], ...]:
     text = table.str("hours")
     windows = []
     for part in text.split(","):

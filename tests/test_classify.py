@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 import mailproc.config
+from mailproc import matching
 from mailproc.businesstime import load_sla
 from mailproc.clock import Clock
 from mailproc.context import Context
@@ -194,7 +195,7 @@ def test_quoted_lines_are_ignored(classify_mail):
 
 
 def test_body_beyond_the_scan_limit_is_ignored(classify_mail):
-    work = classify_mail("Report", "x " * classify.BODY_LIMIT + "checkout not working")
+    work = classify_mail("Report", "x " * matching.BODY_LIMIT + "checkout not working")
     assert work.fields["urgent"] is False
 
 
@@ -256,8 +257,8 @@ def test_classification_is_fast(rules):
     body = "Hello, I have a question about the reports page and how we can configure it.\n" * 60  # ~5 KB
     start = time.perf_counter()
     for _ in range(200):
-        facts = classify.Facts(subject=classify.normalise("Question about reports"),
-                               body=classify.body_text(body), sender="a@b.example", mailbox=None,
+        facts = matching.Facts(subject=matching.normalise("Question about reports"),
+                               body=matching.body_text(body), sender="a@b.example", mailbox=None,
                                customer=None)
         classify.decide(rules, facts, FRIDAY, None)
     per_mail = (time.perf_counter() - start) / 200

@@ -26,7 +26,7 @@ from typing import Any
 
 from mailproc.errors import ConfigError
 from mailproc.parse import ParsedMail
-from mailproc.rules import compile_pattern, read_toml
+from mailproc.rules import TomlLines, compile_pattern, read_toml
 from mailproc.stages import Bounce, Work
 
 KINDS = ("loop", "bounce", "auto_reply", "bulk", "rejected")
@@ -54,22 +54,23 @@ def load_rules(path: Path) -> ScreeningRules:
     """rules/screening.toml -> ScreeningRules; errors name the file and line."""
     path = Path(path)
     table = read_toml(path)
+    lines = TomlLines(path)
     for key in table:
         if key not in KINDS:
             raise ConfigError(f"unknown section [[{key}]] (expected one of: {', '.join(KINDS)})",
-                              file=str(path), where=_line(path, f"[[{key}]]") or _line(path, key))
+                              file=str(path), where=lines.where((key, 0)))
     rules: list[ScreenRule] = []
     names: set[str] = set()
     for kind in KINDS:
         entries = table.get(kind, [])
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise ConfigError(f"{kind} must be written as [[{kind}]] tables", file=str(path),
-                              where=_line(path, kind))
+                              where=lines.where((kind,)))
         for index, entry in enumerate(entries):
-            rule = _rule(kind, entry, path, _nth_line(path, f"[[{kind}]]", index))
+            where = lines.where((kind, index))  # its [[kind]] header
+            rule = _rule(kind, entry, path, where)
             if rule.name in names:
-                raise ConfigError(f"rule name {rule.name!r} is used twice", file=str(path),
-                                  where=_nth_line(path, f"[[{kind}]]", index))
+                raise ConfigError(f"rule name {rule.name!r} is used twice", file=str(path), where=where)
             names.add(rule.name)
             rules.append(rule)
     return ScreeningRules(rules=tuple(rules))
@@ -110,25 +111,6 @@ def _rule(kind: str, entry: dict[str, Any], path: Path, where: str | None) -> Sc
         from_ours=entry.get("from_ours", False),
         subject=tuple(compile_pattern(s, path, where or kind) for s in subject),
     )
-
-
-def _line(path: Path, needle: str) -> str | None:
-    return _nth_line(path, needle, 0)
-
-
-def _nth_line(path: Path, needle: str, n: int) -> str | None:
-    """'line N' of the n-th (0-based) line that starts with `needle`."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    seen = 0
-    for number, line in enumerate(lines, 1):
-        if line.strip().startswith(needle):
-            if seen == n:
-                return f"line {number}"
-            seen += 1
-    return None
 
 
 # --- matching -------------------------------------------------------------------

@@ -1,0 +1,275 @@
+"""Matching rules against a mail: one normalised text, phrases, patterns, conditions.
+
+Classification, priority and routing rules all test the same things (words in
+the subject or body, the sender, the mailbox, what the directory knows of the
+customer), so the conditions and the way text is compared live here, once.
+
+Matching is on one normalised text, built once per mail: subject and body
+(quoted '>' lines dropped, the first 20 KB only), lower-cased, accents and
+apostrophes removed, whitespace runs made one space. Rule phrases and
+patterns get the same treatment when loaded, so "nao funciona" matches
+"não funciona" and "cant log in" matches "can't log in". Everything is
+compiled at load time; a mail costs a few dozen regex searches.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+from mailproc.models import CASE_TYPES, PLANS, Customer
+from mailproc.rules import TomlTable, compile_pattern
+
+BODY_LIMIT = 20_000  # characters of body scanned: enough for any request, cheap for huge mails
+PAID_PLANS = frozenset({"paid", "enterprise"})
+SCOPES = ("subject", "body", "both")
+
+
+# --- the text rules match against --------------------------------------------------------------
+
+_DROP = str.maketrans({"'": None, "\u2019": None, "\u2018": None, "`": None, "\u00b4": None})
+_MARKS = re.compile(r"[\u0300-\u036f]")
+_SPACE = re.compile(r"\s+")
+
+
+def fold(text: str) -> str:
+    """Remove apostrophes and accents (not case): how both mail text and rule phrases are compared."""
+    text = text.translate(_DROP)
+    if not text.isascii():
+        text = _MARKS.sub("", unicodedata.normalize("NFKD", text))
+    return text
+
+
+def normalise(text: str) -> str:
+    return _SPACE.sub(" ", fold(text)).strip().lower()
+
+
+def body_text(text: str) -> str:
+    """The part of a body worth matching: first BODY_LIMIT chars, quoted lines dropped."""
+    text = text[:BODY_LIMIT]
+    if ">" in text:
+        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
+    return normalise(text)
+
+
+@dataclass
+class Facts:
+    """What rules can test about one new mail; built once, then read by every rule."""
+    subject: str
+    body: str
+    sender: str  # lower-case address
+    mailbox: str | None
+    customer: Customer | None
+    urgent: bool = False
+    type: str | None = None
+    both: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.both = self.subject + "\n" + self.body
+
+    @property
+    def domain(self) -> str:
+        return self.sender.rpartition("@")[2]
+
+
+# --- conditions, shared by the classification, priority and routing rules -----------------------
+
+TEXT_KEYS = ("phrases", "patterns", "in")
+CUSTOMER_KEYS = ("plan", "paid", "high_value", "partner", "internal", "known_customer", "min_licenses")
+CONDITION_KEYS = TEXT_KEYS + CUSTOMER_KEYS + ("from", "mailbox", "urgent", "types")
+
+
+@dataclass(frozen=True)
+class Senders:
+    """`from` globs: with '@' they match the address, without it the domain."""
+    addresses: re.Pattern[str] | None
+    domains: re.Pattern[str] | None
+
+    def match(self, address: str, domain: str) -> bool:
+        return bool((self.addresses and self.addresses.match(address))
+                    or (self.domains and self.domains.match(domain)))
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """All given conditions must hold; the text holds if any phrase or pattern is found."""
+    text: tuple[Phrases | Pattern, ...] = ()
+    scope: str = "both"
+    senders: Senders | None = None
+    mailboxes: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    urgent: bool | None = None
+    plans: frozenset[str] | None = None
+    paid: bool | None = None
+    high_value: bool | None = None
+    partner: bool | None = None
+    internal: bool | None = None
+    known_customer: bool | None = None
+    min_licenses: int | None = None
+
+    def matches(self, facts: Facts) -> bool:
+        c = facts.customer
+        if self.types is not None and facts.type not in self.types:
+            return False
+        if self.urgent is not None and facts.urgent != self.urgent:
+            return False
+        if self.known_customer is not None and (c is not None) != self.known_customer:
+            return False
+        if self.plans is not None and (c is None or c.plan not in self.plans):
+            return False
+        if self.paid is not None and (c is not None and c.plan in PAID_PLANS) != self.paid:
+            return False
+        for flag in ("high_value", "partner", "internal"):
+            wanted = getattr(self, flag)
+            if wanted is not None and bool(c is not None and getattr(c, flag)) != wanted:
+                return False
+        if self.min_licenses is not None and (c is None or c.licenses < self.min_licenses):
+            return False
+        if self.mailboxes is not None and facts.mailbox not in self.mailboxes:
+            return False
+        if self.senders is not None and not self.senders.match(facts.sender, facts.domain):
+            return False
+        if self.text:
+            text = facts.both if self.scope == "both" else getattr(facts, self.scope)
+            if not any(p.search(text) for p in self.text):
+                return False
+        return True
+
+
+class Phrases:
+    """A list of phrases: whole words, any case, accents/apostrophes ignored, a hyphen
+    optional ("t-shirt" also finds "tshirt" and "t shirt").
+
+    Most phrases are plain words: they are found with `str.find` and a check of
+    the characters either side, which is many times faster than a regex.
+    """
+
+    def __init__(self, phrases: list[str]):
+        literals, flexible = [], []
+        for phrase in phrases:
+            text = normalise(phrase)
+            if "-" in text:
+                source = " ".join(re.escape(w).replace(r"\-", "[- ]?") for w in text.split(" "))
+                flexible.append(Pattern(re.compile(r"(?<!\w)" + source + r"(?!\w)")))
+            else:
+                literals.append(text)
+        self.literals = tuple(sorted(set(literals), key=len, reverse=True))
+        self.flexible = tuple(flexible)
+
+    def search(self, text: str) -> bool:
+        for literal in self.literals:
+            start = text.find(literal)
+            while start >= 0:
+                end = start + len(literal)
+                if not (start and _is_word(text[start - 1])) and not (end < len(text) and _is_word(text[end])):
+                    return True
+                start = text.find(literal, start + 1)
+        return any(p.search(text) for p in self.flexible)
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+class Pattern:
+    """A regex plus the literal text any match must contain ("needles"), found by
+    reading the parsed regex; the regex only runs on text that holds a needle."""
+
+    def __init__(self, regex: re.Pattern[str]):
+        self.regex = regex
+        self.needles = _needles_of(regex)
+
+    @property
+    def source(self) -> str:
+        return self.regex.pattern
+
+    def search(self, text: str) -> bool:
+        if self.needles is not None and not any(n in text for n in self.needles):
+            return False
+        return self.regex.search(text) is not None
+
+
+def _needles_of(regex: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Strings one of which every match contains, or None if unsure (then always run)."""
+    try:
+        from re import _constants as sre, _parser as parser  # Python 3.11+
+        found = _needles(parser.parse(regex.pattern, regex.flags), sre)
+    except Exception:  # an unusual construct or another Python: no shortcut, still correct
+        return None
+    if not found or not all(n.isascii() for n in found):
+        return None
+    return tuple(sorted({n.lower() for n in found}))
+
+
+def _needles(items, sre) -> set[str] | None:
+    best: set[str] | None = None
+
+    def consider(candidate: set[str] | None) -> None:
+        nonlocal best
+        if candidate and all(candidate) and (best is None or min(map(len, candidate)) > min(map(len, best))):
+            best = candidate
+
+    run: list[str] = []
+    for op, arg in items:
+        if op is sre.LITERAL:
+            run.append(chr(arg))
+            continue
+        consider({"".join(run)} if run else None)
+        run = []
+        if op is sre.SUBPATTERN:
+            consider(_needles(arg[-1], sre))
+        elif op is sre.BRANCH:
+            options = [_needles(branch, sre) for branch in arg[1]]
+            if all(options):
+                consider(set().union(*options))
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and arg[0] >= 1:
+            consider(_needles(arg[2], sre))
+    consider({"".join(run)} if run else None)
+    return best
+
+
+def pattern(source: str, table: TomlTable, key: str) -> Pattern:
+    """A rule-file regex, checked as written (errors name its line), compiled folded."""
+    compile_pattern(source, table.path, table.lines.where(table.address, key, source) or "")
+    try:  # an escaped apostrophe goes as a whole, or the backslash would escape the next character
+        return Pattern(re.compile(fold(source.replace("\\'", "")), re.IGNORECASE))
+    except re.error:
+        raise table.error(key, f"{source!r} is not valid once apostrophes are removed (the text has "
+                               "none): write e.g. cant, not can't", needle=source) from None
+
+
+def _globs(table: TomlTable) -> Senders | None:
+    if "from" not in table.data:
+        return None
+    addresses, domains = [], []
+    for glob in table.str_list("from"):
+        glob = glob.strip().lower()
+        (addresses if "@" in glob else domains).append(fnmatch.translate(glob))
+    join = lambda parts: re.compile("|".join(parts)) if parts else None  # noqa: E731
+    return Senders(join(addresses), join(domains))
+
+
+def conditions(table: TomlTable, allowed: tuple[str, ...] = CONDITION_KEYS) -> Conditions:
+    """Read the condition keys of one rule (the caller has checked for unknown keys)."""
+    for key in CONDITION_KEYS:
+        if key in table.data and key not in allowed:
+            raise table.error(key, "this condition is not available in this file")
+    text: list[Phrases | Pattern] = []
+    if table.str_list("phrases"):
+        text.append(Phrases(table.str_list("phrases")))
+    text += [pattern(p, table, "patterns") for p in table.str_list("patterns")]
+    scope = table.choice("in", SCOPES, "both")
+    if "in" in table.data and not text:
+        raise table.error("in", "only means something with phrases or patterns")
+    optional = lambda key, choices: (frozenset(table.choice_list(key, choices))  # noqa: E731
+                                     if key in table.data else None)
+    return Conditions(
+        text=tuple(text), scope=scope, senders=_globs(table),
+        mailboxes=frozenset(table.str_list("mailbox")) if "mailbox" in table.data else None,
+        types=optional("types", CASE_TYPES), urgent=table.bool("urgent"),
+        plans=optional("plan", PLANS), paid=table.bool("paid"), high_value=table.bool("high_value"),
+        partner=table.bool("partner"), internal=table.bool("internal"),
+        known_customer=table.bool("known_customer"), min_licenses=table.int("min_licenses"),
+    )
