@@ -66,7 +66,8 @@ def test_password_from_environment_and_file(tmp_path, monkeypatch):
     (BOX + "security = ssl\n", "[mailbox:support] security", "tls, starttls, none"),
     (BOX + "port = many\n", "[mailbox:support] port", "invalid literal"),
     (BOX.replace("address = support@example.com", "address = nobody"), "[mailbox:support] address", "not an email"),
-    (BOX + "\n[mailbox:other]\nhost=h\nusername=u\npassword=p\naddress=support@example.com\n", None, "share the address"),
+    (BOX + "\n[mailbox:other]\nhost=h\nusername=u\npassword=p\naddress=support@example.com\n",
+     None, "share the address"),
     (BOX + "\n[imap]\nhost = x\n", "[imap]", "unknown section"),
     ("[mailproc\n", None, "cannot parse"),
 ])
@@ -86,7 +87,8 @@ def test_missing_file(tmp_path):
         config.load(tmp_path / "nope.ini")
 
 
-@pytest.mark.parametrize("text, seconds", [("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("30", 30), ("1d", 86400)])
+@pytest.mark.parametrize("text, seconds", [("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("30", 30),
+                                           ("1d", 86400)])
 def test_durations(text, seconds):
     assert config.parse_duration(text).total_seconds() == seconds
 

@@ -49,7 +49,8 @@ def store(raw: bytes, *, state="pending", case=None, mailbox="support") -> Messa
 def sent(case: Case, message_id: str) -> Outbox:
     t = NOW.replace(tzinfo=None)
     return Outbox.create(case=case, kind="acknowledgement", message_id=message_id, mail_from="support@example.com",
-                         recipients=[case.contact], to_addr=case.contact, raw=b"...", next_attempt_at=t, created_at=t, state="sent")
+                         recipients=[case.contact], to_addr=case.contact, raw=b"...", next_attempt_at=t,
+                         created_at=t, state="sent")
 
 
 def mail(subject="Question", sender="jane@acme.example", message_id="m1@acme.example", headers="") -> bytes:

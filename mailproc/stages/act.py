@@ -9,6 +9,7 @@ nothing else. Whatever happens, the message row ends with its disposition.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from mailproc import db, outbox
@@ -16,6 +17,8 @@ from mailproc.models import (PRIORITY_LABELS, TYPE_LABELS, Case, CaseLink, Conta
                              Person, aware, utc)
 from mailproc.stages import Work
 from mailproc.stages.thread import clean_subject, token_regex
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION_LIMIT = 20_000
 # Values of X-Auto-Response-Suppress that ask us not to answer automatically.
@@ -74,6 +77,9 @@ def _duplicate(work: Work) -> None:
 
 def _record_only(work: Work, disposition: str) -> None:
     work.disposition = disposition
+    if disposition == "rejected":  # kept (raw on disk, row in messages), but a person should know
+        log.warning("message %s rejected (%s) from %s: %s", work.message.id, ", ".join(work.trace),
+                    work.mail.from_addr or "unknown sender", work.mail.subject[:120])
     if work.case is not None and disposition != "loop":
         event(work, work.case, disposition, detail=work.mail.subject[:500])
 
