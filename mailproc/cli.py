@@ -27,7 +27,7 @@ from pathlib import Path
 from mailproc import __version__, db, logs, pipeline, sources
 from mailproc import config as config_mod
 from mailproc.clock import Clock
-from mailproc.context import Context, load_context
+from mailproc.context import Context
 from mailproc.errors import ConfigError, MailprocError, SchemaError
 
 log = logging.getLogger("mailproc")
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             logs.setup(config.log_level)
         if args.command == "check":
             return cmd_check(config, clock)
-        ctx = load_context(config, clock)
+        from mailproc.daemon import checked_context
+        ctx = checked_context(config, clock)
         db.open_database(config.database)
     except (ConfigError, SchemaError) as exc:
         print(f"mailproc: error: {exc}", file=sys.stderr)

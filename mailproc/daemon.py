@@ -16,7 +16,6 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import schedule
 
@@ -24,12 +23,24 @@ from mailproc import config as config_mod
 from mailproc import db, fetch, logs, pipeline, send
 from mailproc.clock import Clock
 from mailproc.context import Context, load_context
-from mailproc.errors import MailprocError
+from mailproc.errors import ConfigError, MailprocError
+from mailproc.rawstore import RawStore
 from mailproc.systemd import Watchdog, notify
 
 log = logging.getLogger(__name__)
 
 SEND_EVERY_SECONDS = 5
+
+
+def checked_context(config: config_mod.Config, clock: Clock) -> Context:
+    """`load_context`, and every template compiled: a template with a syntax error is
+    refused at start-up and on reload (exit 78, file and line named) instead of
+    failing, one by one, every message that needs it."""
+    ctx = load_context(config, clock)
+    problems = ctx.templates.check()
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return ctx
 
 
 @dataclass
@@ -66,7 +77,7 @@ def run_once(ctx: Context, stop=lambda: False) -> dict[str, int]:
     when both are done. The sender starts with the first new mail (a poll that finds
     nothing stays quick); what was already due is sent at the end. Raises MailprocError
     if the sender died."""
-    sender = SenderProcess(ctx.config.path, ctx.clock)
+    sender = SenderProcess(ctx.config, ctx.clock)
     try:
         counts = intake(ctx, stop, on_mail=sender.ensure_started)
     finally:
@@ -87,8 +98,10 @@ class SenderProcess:
     database, where each outbox row is claimed atomically before it is sent.
     """
 
-    def __init__(self, config_path: Path, clock: Clock):
-        self.config_path = Path(config_path)
+    def __init__(self, config: config_mod.Config, clock: Clock):
+        # The configuration itself, not its path: the sender must run with what the
+        # daemon runs with, even after the file on disk was changed (or broken).
+        self.config = config
         self.clock = clock
         self._mp = multiprocessing.get_context("spawn")
         self._done = self._mp.Event()
@@ -100,7 +113,7 @@ class SenderProcess:
 
     def start(self) -> None:
         self.process = self._mp.Process(target=_sender_main, name="mailproc-sender",
-                                        args=(str(self.config_path), self.clock.offset, self._done, os.getpid(),
+                                        args=(self.config, self.clock.offset, self._done, os.getpid(),
                                               logging.getLevelName(logging.getLogger().level)))
         self.process.start()
 
@@ -116,16 +129,19 @@ class SenderProcess:
         return self.process.exitcode if self.process.exitcode is not None else -1
 
 
-def _sender_main(config_path: str, offset, done, parent: int, log_level: str) -> None:
+def _sender_main(config: config_mod.Config, offset, done, parent: int, log_level: str) -> None:
     """Entry point of the sender process: drain, wait a little, repeat; after `done` is set,
-    a last drain and exit. Also exits if the parent dies (its pid changes)."""
+    a last drain and exit. Also exits if the parent dies (its pid changes).
+
+    Sending needs only the configuration and the clock (mail is rendered when it is
+    queued), so rules and templates are not read here: a rule file being edited on
+    disk cannot stop mail going out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     stopping = Flags()
     signal.signal(signal.SIGTERM, lambda *_: setattr(stopping, "stop", True))
     logs.setup(log_level)
-    config = config_mod.load(config_path)
-    clock = Clock.shifted(offset)
-    ctx = load_context(config, clock)
+    ctx = Context(config=config, rules=None, templates=None, clock=Clock.shifted(offset),
+                  raw=RawStore(config.storage))
     db.open_database(config.database)
     try:
         while not stopping.stop and os.getppid() == parent:
@@ -174,25 +190,30 @@ class Daemon:
         if self.sender is None or not self.sender.alive():
             if self.sender is not None:
                 log.error("sender process ended (exit status %s); starting a new one", self.sender.finish(0))
-            self.sender = SenderProcess(self.ctx.config.path, self.ctx.clock)
+            self.sender = SenderProcess(self.ctx.config, self.ctx.clock)
             self.sender.start()
 
     def reload(self) -> None:
         self.flags.reload = False
         try:
             config = config_mod.load(self.ctx.config.path)
-            self.ctx = load_context(config, self.ctx.clock)
-            if self.sender is not None:
-                self.sender.finish()  # keep_sender() starts one with the new configuration
-            log.info("reloaded configuration, rules and templates")
+            self.ctx = checked_context(config, self.ctx.clock)
         except MailprocError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
+            return
+        if self.sender is not None:
+            self.sender.finish()  # it sends what is due, then a new one starts with the new configuration
+            self.sender = None
+        self.keep_sender()
+        log.info("reloaded configuration, rules and templates; polling every %s", self.ctx.config.poll_interval)
+
+    def _poll_seconds(self) -> int:
+        return max(1, int(self.ctx.config.poll_interval.total_seconds()))
 
     def run(self) -> int:
         self._install_signals()
         scheduler = schedule.Scheduler()
-        seconds = max(1, int(self.ctx.config.poll_interval.total_seconds()))
-        scheduler.every(seconds).seconds.do(self.poll)
+        poll_job = scheduler.every(self._poll_seconds()).seconds.do(self.poll)
         scheduler.every(SEND_EVERY_SECONDS).seconds.do(self.keep_sender)
         self.keep_sender()
         notify("READY=1")
@@ -202,6 +223,9 @@ class Daemon:
         while not self.flags.stop:
             if self.flags.reload:
                 self.reload()
+                if poll_job.interval != self._poll_seconds():  # poll_interval changed
+                    scheduler.cancel_job(poll_job)
+                    poll_job = scheduler.every(self._poll_seconds()).seconds.do(self.poll)
             scheduler.run_pending()
             self.watchdog.ping()
             idle = scheduler.idle_seconds

@@ -30,8 +30,8 @@ def read_messages(path: Path) -> Iterator[tuple[bytes, datetime | None, str]]:
                     if file.is_file() and not file.name.startswith("."):
                         yield file.read_bytes(), _mtime(file), str(file)
             return
-        for child in sorted(path.iterdir()):
-            if child.is_file() and not child.name.startswith("."):
+        for child in sorted(path.iterdir()):  # files, and folders below (a Maildir, more .eml files)
+            if not child.name.startswith(".") and (child.is_file() or child.is_dir()):
                 yield from read_messages(child)
         return
     with open(path, "rb") as fh:
@@ -45,11 +45,15 @@ def read_messages(path: Path) -> Iterator[tuple[bytes, datetime | None, str]]:
 
 
 def ingest(ctx: Context, paths: list[Path], mailbox_name: str | None) -> list[Message]:
-    """Store every message found under `paths`; return the stored rows (state pending)."""
-    stored = []
+    """Store every message found under `paths`; return the stored rows (state pending).
+
+    Every path is checked before anything is stored: a mistyped one must not leave
+    the messages of the others stored but never processed."""
     for path in paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such file or directory")
+    stored = []
+    for path in paths:
         for raw, arrived, _label in read_messages(Path(path)):
             stored.append(store_message(ctx, raw, source="ingest", mailbox=mailbox_name, arrived_at=arrived))
     return stored

@@ -17,8 +17,12 @@ from mailproc.models import Message, utc
 
 def store_message(ctx: Context, raw: bytes, *, source: str, mailbox: str | None = None,
                   arrived_at: datetime | None = None) -> Message:
+    """Store `raw` and commit a pending row for it. A message cannot arrive after it
+    is stored, so an `arrived_at` later than now (a file written after the instant
+    `--now` sets) is taken as now."""
     now = ctx.clock.now()
     digest = ctx.raw.put(raw)
+    arrived = now if arrived_at is None or arrived_at > now else arrived_at
     with db.transaction():
         return Message.create(raw_sha256=digest, size=len(raw), source=source, mailbox=mailbox,
-                              arrived_at=utc(arrived_at or now), stored_at=utc(now), state="pending")
+                              arrived_at=utc(arrived), stored_at=utc(now), state="pending")
