@@ -51,6 +51,7 @@ def open_database(url: str) -> pw.Database:
             raise ConfigError(f"cannot use database URL: {exc}", where="[mailproc] database") from None
     proxy.initialize(database)
     _INSERTS.clear()
+    _UPDATES.clear()
     database.connect(reuse_if_open=True)
     migrate(database)
     return database
@@ -128,11 +129,32 @@ def insert_many(model, rows: list[dict]) -> None:
         proxy.obj.cursor().executemany(sql, [_params(fields, row) for row in rows])
 
 
-def query_one(sql: str, params: list) -> tuple:
-    """One row of a hand-written query, `?` placeholders, on either database (hot paths only)."""
+_UPDATES: dict[tuple, tuple[str, list]] = {}
+
+
+def update(model, row_id: int, **values) -> None:
+    """UPDATE one row by id, setting only `values` (converted as peewee would)."""
+    key = (model, tuple(values))
+    if key not in _UPDATES:
+        fields = [model._meta.fields[name] for name in values]
+        param = proxy.obj.param
+        assignments = ", ".join(f'"{f.column_name}" = {param}' for f in fields)
+        _UPDATES[key] = (f'UPDATE "{model._meta.table_name}" SET {assignments} '
+                         f'WHERE "{model._meta.primary_key.column_name}" = {param}', fields)
+    sql, fields = _UPDATES[key]
+    proxy.obj.execute_sql(sql, [f.db_value(v) for f, v in zip(fields, values.values())] + [row_id])
+
+
+def execute(sql: str, params: list):
+    """A hand-written statement with `?` placeholders, on either database (hot paths only)."""
     if proxy.obj.param != "?":
         sql = sql.replace("?", proxy.obj.param)
-    return proxy.obj.execute_sql(sql, params).fetchone()
+    return proxy.obj.execute_sql(sql, params)
+
+
+def query_one(sql: str, params: list) -> tuple:
+    """One row of a hand-written query."""
+    return execute(sql, params).fetchone()
 
 
 def transaction():

@@ -48,8 +48,9 @@ def run(work: Work) -> None:
     msg.processed_at = utc(work.now)
     msg.trace = work.trace
     msg.error = None
-    msg.save(only=[Message.message_id, Message.subject, Message.from_addr, Message.case, Message.state,
-                   Message.disposition, Message.processed_at, Message.trace, Message.error])
+    db.update(Message, msg.id, message_id=msg.message_id, subject=msg.subject, from_addr=msg.from_addr,
+              case=msg.case, state=msg.state, disposition=msg.disposition, processed_at=msg.processed_at,
+              trace=msg.trace, error=None)
 
 
 def event_row(work: Work, case: Case, kind: str, *, field: str | None = None, old=None, new=None,
@@ -219,8 +220,11 @@ def _add_participants(work: Work, case: Case, known: set[str] | None = None) -> 
     db.insert_many(Participant, new)
 
 
+_SEEN_SQL = ("INSERT INTO contact (address, name, undeliverable, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)"
+             " ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen")
+
+
 def _seen(address: str, work: Work, name: str = "") -> None:
-    """Record that `address` wrote to us (one upsert)."""
+    """Record that `address` wrote to us (one upsert; SQLite 3.24+ and PostgreSQL)."""
     now = utc(work.now)
-    (Contact.insert(address=address.lower(), name=name[:255], first_seen=now, last_seen=now)
-     .on_conflict(conflict_target=[Contact.address], update={Contact.last_seen: now}).execute())
+    db.execute(_SEEN_SQL, [address.lower(), name[:255], False, now, now])
