@@ -219,6 +219,7 @@ class Outbox(Base):
     attempts = pw.IntegerField(default=0)
     next_attempt_at = pw.DateTimeField()
     claimed_at = pw.DateTimeField(null=True)
+    claimed_by = pw.CharField(null=True)  # the drain that claimed it (a random token)
     last_error = pw.TextField(null=True)
     created_at = pw.DateTimeField(index=True)
     sent_at = pw.DateTimeField(null=True)

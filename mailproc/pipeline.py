@@ -1,6 +1,6 @@
 """Walk one stored message through the stages, in one transaction.
 
-The order is data: `STAGES`. Everything a message changes — its case, the
+The order is data: `PURE_STAGES`, then `STAGES`. Everything a message changes — its case, the
 case's events, the outbox rows for the mails it causes, the message's own
 disposition — commits together or not at all. A message whose processing
 raises is rolled back, then kept as `failed` with the error (a human looks at
@@ -21,7 +21,11 @@ from mailproc.stages import Work, act, classify, screen, thread
 
 log = logging.getLogger(__name__)
 
-STAGES = (screen, thread, classify, act)
+# Stages that need no database run before the transaction opens, so the write
+# lock (SQLite has one for the whole file) is held only while state is read
+# and written; the sender process needs that lock too.
+PURE_STAGES = (screen,)
+STAGES = (thread, classify, act)
 
 # Read at most this much of an oversized message to record who sent it.
 HEADER_PEEK = 256 * 1024
@@ -30,8 +34,10 @@ HEADER_PEEK = 256 * 1024
 def process(ctx: Context, message: Message) -> str:
     """Process one pending message; return its disposition. Never raises for a bad message."""
     try:
+        work = _prepare(ctx, message)
+        for stage in PURE_STAGES:
+            stage.run(work)
         with db.transaction():
-            work = _prepare(ctx, message)
             for stage in STAGES:
                 stage.run(work)
     except Exception as exc:  # one bad message must not stop the batch

@@ -18,8 +18,9 @@ Outcomes per row:
   `last_error`.
 
 A crash between claiming and recording the outcome leaves a row in `sending`.
-After 10 minutes (far longer than any SMTP timeout) such a row goes back to
-`queued`. If the server had already accepted it, the recipient gets it twice,
+Such a row goes back to `queued` as soon as a drain sees that the process
+that claimed it (on this host) is gone, or else after 10 minutes (far longer
+than any SMTP timeout). If the server had already accepted it, the recipient gets it twice,
 with the same Message-ID so a mail client can drop the copy; the alternative,
 giving up on it, would silently lose mail, which is worse.
 """
@@ -27,10 +28,13 @@ giving up on it, would silently lose mail, which is worse.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from secrets import token_hex
 from typing import Callable, Iterator
 
 import aiosmtplib
@@ -74,14 +78,38 @@ def drain(ctx: Context, *, limit: int | None = None, stop: Callable[[], bool] = 
     return asyncio.run(_drain(ctx, limit, stop))
 
 
+def new_token() -> str:
+    """Names one drain: host, process and a random part. A claim by a process of
+    this host that no longer exists is known to be dead at once."""
+    return f"{socket.gethostname()}:{os.getpid()}:{token_hex(4)}"
+
+
+def _dead_here(token: str | None) -> bool:
+    host, _, rest = (token or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def requeue_stale(now: datetime) -> int:
-    """Rows left in 'sending' by a crash go back to 'queued' (keeping their Message-ID)."""
+    """Rows left in 'sending' by a crash go back to 'queued' (keeping their Message-ID):
+    at once when the claiming process was on this host and is gone, else after
+    STALE_AFTER."""
     cutoff = utc(now - STALE_AFTER)
     count = 0
-    stale = Outbox.select(Outbox.id).where(Outbox.state == "sending", Outbox.claimed_at < cutoff)
-    for row in list(stale):
-        count += (Outbox.update(state="queued", claimed_at=None, next_attempt_at=utc(now))
-                  .where(Outbox.id == row.id, Outbox.state == "sending", Outbox.claimed_at < cutoff)
+    for row in list(Outbox.select(Outbox.id, Outbox.claimed_at, Outbox.claimed_by)
+                    .where(Outbox.state == "sending")):
+        if not (row.claimed_at < cutoff or _dead_here(row.claimed_by)):
+            continue
+        count += (Outbox.update(state="queued", claimed_at=None, claimed_by=None, next_attempt_at=utc(now))
+                  .where(Outbox.id == row.id, Outbox.state == "sending", Outbox.claimed_by == row.claimed_by)
                   .execute())
         log.warning("outbox %d was left in 'sending' (interrupted send); queued again, it may arrive twice",
                     row.id)
@@ -107,24 +135,47 @@ def due_rows(now: datetime, limit: int | None) -> Iterator[Outbox]:
         left = None if left is None else left - len(rows)
 
 
-def claim(outbox_id: int, now: datetime) -> bool:
-    """queued -> sending, atomically; True if the row is ours to send."""
-    taken = (Outbox.update(state="sending", claimed_at=utc(now))
-             .where(Outbox.id == outbox_id, Outbox.state == "queued", Outbox.next_attempt_at <= utc(now))
-             .execute())
-    return taken == 1
+CLAIM = 10  # rows claimed per statement
+
+
+def claim(rows: list[Outbox], now: datetime, token: str) -> list[Outbox]:
+    """queued -> sending for those of `rows` still queued, in one atomic UPDATE;
+    return the rows that are ours to send. Fewer, larger claims matter on
+    SQLite, where every claim waits for the write lock intake holds."""
+    ids = [row.id for row in rows]
+    (Outbox.update(state="sending", claimed_at=utc(now), claimed_by=token)
+     .where(Outbox.id.in_(ids), Outbox.state == "queued", Outbox.next_attempt_at <= utc(now)).execute())
+    mine = {row_id for (row_id,) in Outbox.select(Outbox.id).where(
+        Outbox.id.in_(ids), Outbox.state == "sending", Outbox.claimed_by == token).tuples()}
+    return [row for row in rows if row.id in mine]
+
+
+def release(token: str) -> int:
+    """Rows this drain claimed but did not get to (it was stopped) go back to the queue."""
+    return (Outbox.update(state="queued", claimed_at=None, claimed_by=None)
+            .where(Outbox.state == "sending", Outbox.claimed_by == token).execute())
+
+
+def _claimed(ctx: Context, limit: int | None, token: str) -> Iterator[Outbox]:
+    page: list[Outbox] = []
+    for row in due_rows(ctx.clock.now(), limit):
+        page.append(row)
+        if len(page) == CLAIM:
+            yield from claim(page, ctx.clock.now(), token)
+            page = []
+    if page:
+        yield from claim(page, ctx.clock.now(), token)
 
 
 async def _drain(ctx: Context, limit: int | None, stop: Callable[[], bool]) -> DrainResult:
     result = DrainResult()
     client: aiosmtplib.SMTP | None = None
     down: str | None = None  # why the server cannot be used for the rest of this drain
+    token = new_token()
     try:
-        for row in due_rows(ctx.clock.now(), limit):
+        for row in _claimed(ctx, limit, token):
             if stop():
                 break
-            if not claim(row.id, ctx.clock.now()):
-                continue  # another sender took it
             if down is None and client is None:
                 client, down = await _connect(ctx)
             if down is not None:
@@ -152,6 +203,7 @@ async def _drain(ctx: Context, limit: int | None, stop: Callable[[], bool]) -> D
             else:
                 _sent(ctx, row, refused, reply, result)
     finally:
+        release(token)
         if client is not None and client.is_connected:
             try:
                 await client.quit()
