@@ -1,4 +1,5 @@
-"""The per-message stages, in the order `pipeline.STAGES` runs them.
+"""The per-message stages, in the order `pipeline` runs them (`PURE_STAGES`,
+which need no database, then `STAGES`, inside the message's transaction).
 
 Each stage is a module with `run(work: Work) -> None`. Stages read the
 database but only `act` writes to it; each records the rules that fired in
