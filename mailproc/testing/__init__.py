@@ -19,6 +19,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The end of a server's log, for error messages when it will not start."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 def write_config(directory: Path, *, database: str | None = None, mailboxes: list[dict] | None = None,
                  smtp: dict | None = None, extra: dict | None = None) -> Path:
     """Write a mailproc.ini for a test/demo/bench run; return its path.

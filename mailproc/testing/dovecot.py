@@ -24,7 +24,7 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
-from mailproc.testing import free_port
+from mailproc.testing import free_port, log_tail
 
 DOVECOT = "/usr/sbin/dovecot"
 START_TIMEOUT = 15.0
@@ -179,11 +179,8 @@ class Dovecot:
         except (OSError, ValueError):
             return None
 
-    def _log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+    def _log_tail(self) -> str:
+        return log_tail(self.log)
 
     def _kill(self) -> None:
         """`dovecot stop`, then wait for the master (it takes a second or two to go)."""

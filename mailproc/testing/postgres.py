@@ -14,7 +14,7 @@ import pwd
 import subprocess
 from pathlib import Path
 
-from mailproc.testing import free_port
+from mailproc.testing import free_port, log_tail
 from mailproc.testing.dovecot import reachable_root, remove_later
 
 MARK = "\n# --- mailproc test server ---\n"
@@ -64,11 +64,8 @@ class Postgres:
             raise RuntimeError(f"{args[0]} failed (exit {done.returncode}); log {self.log}:\n{self._log_tail()}")
         return done
 
-    def _log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+    def _log_tail(self) -> str:
+        return log_tail(self.log)
 
     def start(self) -> None:
         """Create the cluster (first time only) and start it; after stop() it comes back on the same port."""
