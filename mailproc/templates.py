@@ -90,6 +90,10 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # Loaded once and kept: an edit on disk takes effect on SIGHUP (a new
+            # Templates, checked first), never half-way through a run.
+            auto_reload=False,
+            cache_size=-1,
         )
         self.env.filters["when"] = when
         self.env.filters["reply_subject"] = reply_subject
