@@ -28,7 +28,7 @@ from mailproc import __version__, db, logs, pipeline, sources
 from mailproc import config as config_mod
 from mailproc.clock import Clock
 from mailproc.context import Context
-from mailproc.errors import ConfigError, MailprocError, SchemaError
+from mailproc.errors import ConfigError, MailprocError, SchemaError, TransientError
 
 log = logging.getLogger("mailproc")
 EX_CONFIG = 78
@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SchemaError) as exc:
         print(f"mailproc: error: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except TransientError as exc:
+        print(f"mailproc: error: {exc}", file=sys.stderr)
+        return 1
     try:
         return dispatch(args, ctx)
     except (ValueError, LookupError, FileNotFoundError, MailprocError) as exc:

@@ -56,7 +56,7 @@ class SmtpConfig:
 @dataclass(frozen=True)
 class Config:
     path: Path
-    database: str
+    database: str = field(repr=False)  # a PostgreSQL URL may hold a password
     storage: Path
     timezone: ZoneInfo
     poll_interval: timedelta

@@ -30,6 +30,7 @@ from mailproc.systemd import Watchdog, notify
 log = logging.getLogger(__name__)
 
 SEND_EVERY_SECONDS = 5
+STOP_SENDER_AFTER = 30  # seconds a stopping daemon lets its sender go on sending
 
 
 def checked_context(config: config_mod.Config, clock: Clock) -> Context:
@@ -62,11 +63,18 @@ def intake(ctx: Context, stop=lambda: False, on_mail=lambda: None) -> dict[str, 
         on_mail()
         add(pipeline.process_all(ctx, rows, stop))
 
+    db.reconnect_if_broken()
     add(pipeline.process_pending(ctx, stop))
     for box in ctx.config.mailboxes:
         if stop():
             break
-        result = fetch.poll(box, ctx, handle, stop)
+        try:
+            result = fetch.poll(box, ctx, handle, stop)
+        except db.DATABASE_DOWN:
+            raise  # no mailbox can be handled; the round ends, the next one reconnects
+        except Exception:  # one mailbox's trouble must not skip the others
+            log.exception("mailbox %s: poll failed; the other mailboxes go on", box.name)
+            continue
         if result.error:
             log.error("mailbox %s: %s", box.name, result.error)
     return counts
@@ -120,12 +128,22 @@ class SenderProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
 
-    def finish(self, timeout: float | None = None) -> int:
-        """Ask the sender to send what is due and exit; wait; return its exit status (0 = fine)."""
+    def finish(self, timeout: float | None = None, tick=lambda: None) -> int:
+        """Ask the sender to send what is due and exit; wait; return its exit status (0 = fine).
+
+        With `timeout`, a sender still busy after that long (a big queue, a slow
+        server) gets SIGTERM: it finishes the mail in hand and stops; the rest
+        stays queued. `tick` runs every second meanwhile (the systemd watchdog)."""
         self._done.set()
         if self.process is None:
             return 0
-        self.process.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.process.is_alive():
+            tick()
+            if deadline is not None and time.monotonic() > deadline:
+                self.process.terminate()
+                deadline = None
+            self.process.join(1)
         return self.process.exitcode if self.process.exitcode is not None else -1
 
 
@@ -146,7 +164,11 @@ def _sender_main(config: config_mod.Config, offset, done, parent: int, log_level
     try:
         while not stopping.stop and os.getppid() == parent:
             finishing = done.is_set()
-            send.drain(ctx, stop=lambda: stopping.stop)
+            try:
+                db.reconnect_if_broken()
+                send.drain(ctx, stop=lambda: stopping.stop)
+            except db.DATABASE_DOWN as exc:
+                log.error("sender: database unavailable (%s); trying again shortly", exc)
             if finishing:
                 break
             done.wait(SEND_EVERY_SECONDS / 5)
@@ -202,7 +224,8 @@ class Daemon:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return
         if self.sender is not None:
-            self.sender.finish()  # it sends what is due, then a new one starts with the new configuration
+            # it sends what is due, then a new one starts with the new configuration
+            self.sender.finish(STOP_SENDER_AFTER, tick=self.watchdog.ping)
             self.sender = None
         self.keep_sender()
         log.info("reloaded configuration, rules and templates; polling every %s", self.ctx.config.poll_interval)
@@ -214,7 +237,7 @@ class Daemon:
         self._install_signals()
         scheduler = schedule.Scheduler()
         poll_job = scheduler.every(self._poll_seconds()).seconds.do(self.poll)
-        scheduler.every(SEND_EVERY_SECONDS).seconds.do(self.keep_sender)
+        scheduler.every(SEND_EVERY_SECONDS).seconds.do(lambda: self._guarded("sender", self.keep_sender))
         self.keep_sender()
         notify("READY=1")
         log.info("started: %d mailbox(es), polling every %s", len(self.ctx.config.mailboxes),
@@ -232,6 +255,6 @@ class Daemon:
             time.sleep(min(max(idle or 0, 0.05), 0.5))
         notify("STOPPING=1")
         if self.sender is not None:
-            self.sender.finish()
+            self.sender.finish(STOP_SENDER_AFTER, tick=self.watchdog.ping)
         log.info("stopped")
         return 0

@@ -10,12 +10,13 @@ refused rather than misread.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Callable
 
 import peewee as pw
 
-from mailproc.errors import ConfigError, SchemaError
+from mailproc.errors import ConfigError, SchemaError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,10 @@ def open_database(url: str) -> pw.Database:
     proxy.initialize(database)
     _INSERTS.clear()
     _UPDATES.clear()
-    database.connect(reuse_if_open=True)
+    try:
+        database.connect(reuse_if_open=True)
+    except DATABASE_DOWN as exc:  # the server may just not be up yet: exit 1, systemd retries
+        raise TransientError(f"cannot connect to the database ([mailproc] database): {exc}".strip()) from None
     migrate(database)
     return database
 
@@ -155,6 +159,56 @@ def execute(sql: str, params: list):
 def query_one(sql: str, params: list) -> tuple:
     """One row of a hand-written query."""
     return execute(sql, params).fetchone()
+
+
+# The database itself is unreachable or broken: not the message's fault, so it
+# is not marked failed; the caller stops and the next round starts afresh.
+DATABASE_DOWN = (pw.OperationalError, pw.InterfaceError)
+
+# Any number will do; all mailproc processes on one PostgreSQL use the same.
+_MESSAGE_LOCK = 7_166_330
+
+
+def serialize_messages() -> None:
+    """Inside a message's transaction: one message at a time across processes.
+
+    SQLite's BEGIN IMMEDIATE already does this; on PostgreSQL (READ COMMITTED)
+    two daemons could otherwise both find "no case yet" for the same mail CC'd
+    to two mailboxes, or both stay under the per-address limit. A transaction
+    advisory lock is released at commit or rollback.
+    """
+    if not isinstance(proxy.obj, pw.SqliteDatabase):
+        proxy.obj.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MESSAGE_LOCK,))
+
+
+def reconnect_if_broken() -> None:
+    """Before a round of work: a connection the server dropped is replaced."""
+    database = proxy.obj
+    try:
+        database.execute_sql("SELECT 1")
+    except DATABASE_DOWN:
+        log.warning("database connection lost; reconnecting")
+        try:
+            database.close()
+        except DATABASE_DOWN:
+            pass
+        database.connect(reuse_if_open=True)
+
+
+def make_durable() -> None:
+    """Before an act that cannot be undone (moving mail on the server, sending):
+    what is committed must survive a power loss. With WAL and synchronous=NORMAL
+    SQLite syncs its log only at checkpoints; fsync it now. PostgreSQL commits
+    are durable already."""
+    database = proxy.obj
+    if isinstance(database, pw.SqliteDatabase) and database.database != ":memory:":
+        wal = f"{database.database}-wal"
+        if os.path.exists(wal):
+            fd = os.open(wal, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def transaction():

@@ -2,7 +2,7 @@
 
 The split follows what an operator must do about it: a `ConfigError` means
 "fix your files" and stops the program at start-up; a `TransientError` means
-"try again later" and is retried with backoff; anything else that escapes a
+"try again later"; anything else that escapes a
 message's processing marks that one message `failed` and the batch goes on.
 """
 
@@ -22,11 +22,8 @@ class ConfigError(MailprocError):
 
 
 class TransientError(MailprocError):
-    """A server is unreachable or said 'try later'; retried with backoff."""
-
-
-class PermanentError(MailprocError):
-    """A server refused for good (e.g. SMTP 5xx, IMAP login refused)."""
+    """A server (e.g. the database) is unreachable: a command exits 1 and systemd
+    restarts it; nothing was lost, the work waits for the next round."""
 
 
 class SchemaError(MailprocError):

@@ -227,6 +227,7 @@ def _move_done(client: IMAPClient, box: MailboxConfig, uidvalidity: int, ctx: Co
         Message.state == "done", Message.moved_at.is_null()).order_by(Message.uid).tuples()]
     if not done:
         return
+    db.make_durable()  # the cases must outlive a power loss before the mail leaves the inbox
     target = box.processed_folder
     if not client.folder_exists(target):
         client.create_folder(target)

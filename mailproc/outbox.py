@@ -59,7 +59,7 @@ def refusal(ctx: Context, *, to: str, now: datetime, automatic: bool) -> str | N
 
 def queue(ctx: Context, *, kind: str, case: Case | None, to: str, mail_from: str, subject: str, text: str,
           html: str, in_reply_to: str | None, references: list[str], now: datetime, automatic: bool = True,
-          actor: str = "mailproc") -> Outbox | None:
+          reply: bool = True, actor: str = "mailproc") -> Outbox | None:
     """Build the message and queue it; None (and a 'mail_suppressed' event) when refused."""
     with transaction():
         why = refusal(ctx, to=to, now=now, automatic=automatic)
@@ -69,7 +69,9 @@ def queue(ctx: Context, *, kind: str, case: Case | None, to: str, mail_from: str
                 Event.create(case=case, at=utc(now), actor=actor, kind="mail_suppressed", new=kind, detail=why)
             return None
         envelope_from = bare_address(mail_from)
-        auto = ("auto-replied" if in_reply_to else "auto-generated") if automatic else None
+        # RFC 3834: an answer to a message is auto-replied (even one without a
+        # Message-ID to refer to); a mail of our own initiative is auto-generated.
+        auto = ("auto-replied" if reply else "auto-generated") if automatic else None
         msg, message_id = compose.build(
             mail_from=mail_from, to=[to], subject=subject, text=text, html=html, in_reply_to=in_reply_to,
             references=references, instance=ctx.config.instance, auto=auto, now=now,
@@ -86,9 +88,10 @@ def queue(ctx: Context, *, kind: str, case: Case | None, to: str, mail_from: str
 
 def render_and_queue(ctx: Context, *, kind: str, case: Case | None, to: str, mail_from: str, context: dict,
                      in_reply_to: str | None, references: list[str], now: datetime,
-                     automatic: bool = True) -> Outbox | None:
+                     automatic: bool = True, reply: bool = True) -> Outbox | None:
     """Render `kind` from templates/ (subject from the template) and queue it."""
     rendered = ctx.templates.render(kind, **context)
     text, html = rendered
     return queue(ctx, kind=kind, case=case, to=to, mail_from=mail_from, subject=rendered.subject, text=text,
-                 html=html, in_reply_to=in_reply_to, references=references, now=now, automatic=automatic)
+                 html=html, in_reply_to=in_reply_to, references=references, now=now, automatic=automatic,
+                 reply=reply)

@@ -100,6 +100,11 @@ def parse(raw: bytes) -> ParsedMail:
                           defects=[problem], parser="headers-only")
 
 
+def parse_headers(raw: bytes, defects: list[str]) -> ParsedMail:
+    """Only the header block of `raw` (for mail too large to parse whole); never raises."""
+    return _headers_only(raw, list(defects))
+
+
 def _parse(raw: bytes) -> ParsedMail:
     if not raw or raw.isspace():
         return _headers_only(raw, ["empty message (0 bytes or only whitespace)"])
@@ -383,6 +388,9 @@ def _decode_words(value: str, defects: list[str]) -> str:
     return _ENCODED_WORD.sub(one, value)
 
 
+MAX_ADDRESS = 254
+
+
 def _addresses(values: list[str], defects: list[str]) -> list[tuple[str, str]]:
     """(decoded name, lower-case bare address) pairs; names decoded after splitting, so a
     comma inside an encoded name cannot split an address."""
@@ -391,8 +399,16 @@ def _addresses(values: list[str], defects: list[str]) -> list[tuple[str, str]]:
     except Exception as exc:
         defects.append(f"unreadable addresses: {_short(exc)}")
         return []
-    return [(_decode_words(name, defects).strip(), addr.strip().lower()) for name, addr in pairs
-            if addr and "@" in addr]
+    found = []
+    for name, addr in pairs:
+        addr = addr.strip().lower()
+        if not addr or "@" not in addr:
+            continue
+        if len(addr) > MAX_ADDRESS:  # RFC 5321: no real mailbox is longer; the columns are not
+            defects.append(f"address longer than {MAX_ADDRESS} characters ignored: {addr[:40]}…")
+            continue
+        found.append((_decode_words(name, defects).strip(), addr))
+    return found
 
 
 def _message_ids(value: str) -> list[str]:

@@ -16,7 +16,7 @@ from mailproc import db
 from mailproc.context import Context
 from mailproc.crashpoints import crashpoint
 from mailproc.models import Message, utc
-from mailproc.parse import parse
+from mailproc.parse import parse, parse_headers
 from mailproc.stages import Work, act, classify, screen, thread
 
 log = logging.getLogger(__name__)
@@ -31,15 +31,29 @@ STAGES = (thread, classify, act)
 HEADER_PEEK = 256 * 1024
 
 
+# The first statement of a message's transaction: the row must still be pending.
+# Two processes (the daemon and `ingest`, two daemons) may pick the same row;
+# the second finds it taken and leaves it, instead of opening a second case.
+_TAKE_SQL = "UPDATE message SET state = 'processing' WHERE id = ? AND state = 'pending'"
+
+
 def process(ctx: Context, message: Message) -> str:
-    """Process one pending message; return its disposition. Never raises for a bad message."""
+    """Process one pending message; return its disposition ("skipped" when another
+    process had it first). Never raises for a bad message; a database that is
+    unreachable raises (the message stays pending for the next round)."""
     try:
         work = _prepare(ctx, message)
         for stage in PURE_STAGES:
             stage.run(work)
         with db.transaction():
+            db.serialize_messages()
+            if db.execute(_TAKE_SQL, [message.id]).rowcount != 1:
+                log.info("message %s was already taken by another process", message.id)
+                return "skipped"
             for stage in STAGES:
                 stage.run(work)
+    except db.DATABASE_DOWN:
+        raise
     except Exception as exc:  # one bad message must not stop the batch
         log.error("message %s failed: %s", message.id, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         _mark_failed(ctx, message, exc)
@@ -68,17 +82,19 @@ def process_pending(ctx: Context, stop=lambda: False) -> dict[str, int]:
 
 
 def retry(ctx: Context, message: Message) -> str:
-    """Run a failed (or any) message through the pipeline again."""
+    """Run a failed (or still pending) message through the pipeline again."""
     if message.state == "done":
         raise ValueError(f"message {message.id} was already handled ({message.disposition}); nothing to retry")
-    Message.update(state="pending", error=None).where(Message.id == message.id).execute()
+    Message.update(state="pending", error=None).where(Message.id == message.id,
+                                                      Message.state == "failed").execute()
     return process(ctx, Message.get_by_id(message.id))
 
 
 def _prepare(ctx: Context, message: Message) -> Work:
     raw = ctx.raw.get(message.raw_sha256)
     oversized = message.size > ctx.config.max_message_size
-    mail = parse(_headers_only(raw) if oversized else raw)
+    mail = (parse_headers(raw[:HEADER_PEEK], [f"larger than max_message_size ({message.size} bytes)"])
+            if oversized else parse(raw))
     box = next((b for b in ctx.config.mailboxes if b.name == message.mailbox), None)
     work = Work(ctx=ctx, message=message, mail=mail, raw=raw, now=ctx.clock.now(), mailbox=box)
     if oversized:
@@ -91,15 +107,6 @@ def _prepare(ctx: Context, message: Message) -> Work:
         work.screen = "rejected"
         work.note("pipeline", "no-sender")
     return work
-
-
-def _headers_only(raw: bytes) -> bytes:
-    head = raw[:HEADER_PEEK]
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        cut = head.find(sep)
-        if cut >= 0:
-            return head[:cut + len(sep)]
-    return head
 
 
 def _mark_failed(ctx: Context, message: Message, exc: Exception) -> None:

@@ -41,7 +41,7 @@ import aiosmtplib
 
 from mailproc.context import Context
 from mailproc.crashpoints import crashpoint
-from mailproc.db import insert, transaction
+from mailproc.db import insert, make_durable, transaction
 from mailproc.models import Event, Outbox, aware, utc
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ def drain(ctx: Context, *, limit: int | None = None, stop: Callable[[], bool] = 
         _warn_unconfigured(str(ctx.config.path))
         return DrainResult()
     requeue_stale(ctx.clock.now())
+    make_durable()  # never tell a customer about a case a power loss could still undo
     return asyncio.run(_drain(ctx, limit, stop))
 
 
@@ -150,10 +151,15 @@ def claim(rows: list[Outbox], now: datetime, token: str) -> list[Outbox]:
     return [row for row in rows if row.id in mine]
 
 
-def release(token: str) -> int:
-    """Rows this drain claimed but did not get to (it was stopped) go back to the queue."""
-    return (Outbox.update(state="queued", claimed_at=None, claimed_by=None)
-            .where(Outbox.state == "sending", Outbox.claimed_by == token).execute())
+def release(token: str, keep: int | None = None) -> int:
+    """Rows this drain claimed but did not get to (it was stopped) go back to the queue.
+    `keep`: a row whose fate is unknown (handed to the server, outcome not recorded)
+    stays `sending`; `requeue_stale` deals with it, as with a crash."""
+    query = Outbox.update(state="queued", claimed_at=None, claimed_by=None).where(
+        Outbox.state == "sending", Outbox.claimed_by == token)
+    if keep is not None:
+        query = query.where(Outbox.id != keep)
+    return query.execute()
 
 
 def _claimed(ctx: Context, limit: int | None, token: str) -> Iterator[Outbox]:
@@ -172,10 +178,12 @@ async def _drain(ctx: Context, limit: int | None, stop: Callable[[], bool]) -> D
     client: aiosmtplib.SMTP | None = None
     down: str | None = None  # why the server cannot be used for the rest of this drain
     token = new_token()
+    in_flight: int | None = None  # handed to the server, outcome not yet recorded
     try:
         for row in _claimed(ctx, limit, token):
             if stop():
                 break
+            in_flight = row.id
             if down is None and client is None:
                 client, down = await _connect(ctx)
             if down is not None:
@@ -202,8 +210,9 @@ async def _drain(ctx: Context, limit: int | None, stop: Callable[[], bool]) -> D
                 _temporary(ctx, row, down, result)
             else:
                 _sent(ctx, row, refused, reply, result)
+            in_flight = None
     finally:
-        release(token)
+        release(token, keep=in_flight)
         if client is not None and client.is_connected:
             try:
                 await client.quit()

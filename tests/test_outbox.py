@@ -112,8 +112,11 @@ def test_queue_records_row_and_event(ctx, case):
 def test_agent_mail_is_not_marked_automatic(ctx, case):
     row = queue(ctx, case, automatic=False, kind="reply")
     assert parsed(bytes(row.raw))["Auto-Submitted"] is None
-    reminder = queue(ctx, case, in_reply_to=None, kind="reminder")
+    reminder = queue(ctx, case, in_reply_to=None, kind="reminder", reply=False)
     assert parsed(bytes(reminder.raw))["Auto-Submitted"] == "auto-generated"
+    # An acknowledgement answers a mail even when that mail had no Message-ID.
+    ack = queue(ctx, case, in_reply_to=None, to="bo@customer.example")
+    assert parsed(bytes(ack.raw))["Auto-Submitted"] == "auto-replied"
 
 
 def test_undeliverable_address_is_refused_with_event(ctx, case):

@@ -3,8 +3,8 @@ which need no database, then `STAGES`, inside the message's transaction).
 
 Each stage is a module with `run(work: Work) -> None`. Stages read the
 database but only `act` writes to it; each records the rules that fired in
-`work.trace` and may end the pipeline early by setting `work.disposition`
-(after which only `act` still runs, to record the outcome).
+`work.trace`, and each looks at what the earlier ones decided before doing
+anything (classify, for one, runs only for mail that opens a new case).
 """
 
 from __future__ import annotations

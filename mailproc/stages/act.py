@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import peewee as pw
+
 from mailproc import db, outbox
 from mailproc.models import (PRIORITY_LABELS, TYPE_LABELS, Case, CaseLink, Contact, Event, Message, Participant,
                              Person, aware, utc)
@@ -88,7 +90,9 @@ def _record_only(work: Work, disposition: str) -> None:
 def _bounce(work: Work) -> None:
     work.disposition = "bounce"
     bounce = work.bounce
-    if bounce is None:
+    if bounce is None or work.case is None:
+        # Only a bounce of our own mail (threaded to its case through the original
+        # Message-ID) may mark an address: anyone can forge a delivery report.
         return
     for address in bounce.recipients:
         if not bounce.permanent:
@@ -115,7 +119,8 @@ def _follow_up(work: Work) -> None:
     case, mail = work.case, work.mail
     work.disposition = "follow_up"
     arrived = utc(_arrived(work))
-    is_agent = Person.select().where(Person.address == mail.from_addr, Person.active == True).exists()  # noqa: E712
+    is_agent = Person.select().where(pw.fn.LOWER(Person.address) == mail.from_addr.lower(),
+                                     Person.active == True).exists()  # noqa: E712
     if is_agent:
         case.last_agent_at = arrived
     else:
