@@ -75,6 +75,8 @@ def drain(ctx: Context, *, limit: int | None = None, stop: Callable[[], bool] = 
         _warn_unconfigured(str(ctx.config.path))
         return DrainResult()
     requeue_stale(ctx.clock.now())
+    if not Outbox.select().where(Outbox.state == "queued", Outbox.next_attempt_at <= utc(ctx.clock.now())).exists():
+        return DrainResult()  # the idle daemon's every-second check: no event loop, no fsync
     make_durable()  # never tell a customer about a case a power loss could still undo
     return asyncio.run(_drain(ctx, limit, stop))
 

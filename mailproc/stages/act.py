@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-import peewee as pw
 
 from mailproc import db, outbox
 from mailproc.models import (PRIORITY_LABELS, TYPE_LABELS, Case, CaseLink, Contact, Event, Message, Participant,
-                             Person, aware, utc)
+                             aware, utc)
 from mailproc.stages import Work
-from mailproc.stages.thread import clean_subject, token_regex
+from mailproc.stages.thread import clean_subject, is_agent, token_regex
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +118,14 @@ def _follow_up(work: Work) -> None:
     case, mail = work.case, work.mail
     work.disposition = "follow_up"
     arrived = utc(_arrived(work))
-    is_agent = Person.select().where(pw.fn.LOWER(Person.address) == mail.from_addr.lower(),
-                                     Person.active == True).exists()  # noqa: E712
-    if is_agent:
+    agent = is_agent(mail.from_addr)
+    if agent:
         case.last_agent_at = arrived
     else:
         case.last_customer_at = arrived
     event(work, case, "message", rule=f"thread:{work.thread_rule}", detail=mail.subject[:500])
     _add_participants(work, case)
-    if not is_agent:
+    if not agent:
         new_status = work.ctx.rules.workflow.on_customer_reply(case.status)
         if new_status and new_status != case.status:
             event(work, case, "field", field="status", old=case.status, new=new_status,

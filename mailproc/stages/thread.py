@@ -100,8 +100,13 @@ def _on_case(case: Case, address: str) -> bool:
     if Participant.select().where((Participant.case == case)
                                   & (pw.fn.LOWER(Participant.address) == address)).exists():
         return True
-    agents = Person.select().where((pw.fn.LOWER(Person.address) == address) & Person.active)
-    return agents.exists()
+    return is_agent(address)
+
+
+def is_agent(address: str) -> bool:
+    """An active person of the roster (matched without regard to case)."""
+    return Person.select().where((pw.fn.LOWER(Person.address) == (address or "").strip().lower())
+                                 & Person.active).exists()
 
 
 def _by_message_ids(work: Work) -> tuple[Case | None, str | None]:
