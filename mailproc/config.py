@@ -71,6 +71,9 @@ class Config:
     log_level: str
     mailboxes: tuple[MailboxConfig, ...]
     smtp: SmtpConfig | None
+    # The authserv-id of the receiving server whose Authentication-Results we trust
+    # (RFC 8601 §5: results from anyone else may be forged by the sender).
+    authserv_id: str | None = None
 
     def mailbox(self, name: str) -> MailboxConfig:
         for box in self.mailboxes:
@@ -173,6 +176,7 @@ CORE_KEYS = ("database", "storage", "timezone", "poll_interval", "rules", "templ
 MAILBOX_KEYS = ("host", "port", "security", "username", "password", "password_file", "folder",
                 "address", "team", "processed_folder", "batch_size", "timeout")
 SMTP_KEYS = ("host", "port", "security", "username", "password", "password_file", "timeout")
+AUTH_KEYS = ("authserv_id",)
 
 
 def load(path: str | os.PathLike) -> Config:
@@ -187,8 +191,8 @@ def load(path: str | os.PathLike) -> Config:
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot parse: {exc}", file=file) from None
     for section in parser.sections():
-        if section not in ("mailproc", "smtp") and not section.startswith("mailbox:"):
-            raise ConfigError("unknown section (expected [mailproc], [smtp] or [mailbox:NAME])",
+        if section not in ("mailproc", "smtp", "auth") and not section.startswith("mailbox:"):
+            raise ConfigError("unknown section (expected [mailproc], [smtp], [auth] or [mailbox:NAME])",
                               file=file, where=f"[{section}]")
     base = path.parent.resolve()
     core = _Section(parser, "mailproc", file, CORE_KEYS)
@@ -228,6 +232,7 @@ def load(path: str | os.PathLike) -> Config:
         log_level=log_level,
         mailboxes=mailboxes,
         smtp=_smtp(parser, file, resolve) if parser.has_section("smtp") else None,
+        authserv_id=_Section(parser, "auth", file, AUTH_KEYS).str("authserv_id"),
     )
 
 
