@@ -17,12 +17,17 @@ Outcomes per row:
 - Some recipients refused, others accepted: `sent`, the refusals kept in
   `last_error`.
 
-A crash between claiming and recording the outcome leaves a row in `sending`.
-Such a row goes back to `queued` as soon as a drain sees that the process
-that claimed it (on this host) is gone, or else after 10 minutes (far longer
-than any SMTP timeout). If the server had already accepted it, the recipient gets it twice,
-with the same Message-ID so a mail client can drop the copy; the alternative,
-giving up on it, would silently lose mail, which is worse.
+The moment the server accepts a mail, a line goes to the send journal
+(`sentlog`), before the database is touched; the rows of a page are then
+recorded as `sent` together, in one transaction. A crash between claiming and
+recording leaves a row in `sending`. Such a row is recorded as sent if the
+journal has it; otherwise it goes back to `queued` as soon as a drain sees
+that the process that claimed it (on this host) is gone, or else after 10
+minutes (far longer than any SMTP timeout). What is left is SMTP's own limit:
+a connection lost after the final dot, or a kill in the microseconds between
+the server's answer and the journal line. Then the recipient gets the mail
+twice, with the same Message-ID so a mail client can drop the copy; giving up
+on it instead would silently lose mail, which is worse.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import os
 import socket
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from secrets import token_hex
 from typing import Callable, Iterator
@@ -41,8 +46,9 @@ import aiosmtplib
 
 from mailproc.context import Context
 from mailproc.crashpoints import crashpoint
-from mailproc.db import insert, make_durable, transaction
+from mailproc.db import insert, make_durable, transaction, update
 from mailproc.models import Event, Outbox, aware, utc
+from mailproc.sentlog import SentLog
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,7 @@ class DrainResult:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    down: str | None = field(default=None, compare=False)  # the server could not be used (unreachable, login refused, connection lost)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -74,7 +81,7 @@ def drain(ctx: Context, *, limit: int | None = None, stop: Callable[[], bool] = 
     if ctx.config.smtp is None:
         _warn_unconfigured(str(ctx.config.path))
         return DrainResult()
-    requeue_stale(ctx.clock.now())
+    requeue_stale(ctx.clock.now(), SentLog(ctx.config.storage))
     if not Outbox.select().where(Outbox.state == "queued", Outbox.next_attempt_at <= utc(ctx.clock.now())).exists():
         return DrainResult()  # the idle daemon's every-second check: no event loop, no fsync
     make_durable()  # never tell a customer about a case a power loss could still undo
@@ -101,15 +108,32 @@ def _dead_here(token: str | None) -> bool:
     return False
 
 
-def requeue_stale(now: datetime) -> int:
-    """Rows left in 'sending' by a crash go back to 'queued' (keeping their Message-ID):
-    at once when the claiming process was on this host and is gone, else after
-    STALE_AFTER."""
+def requeue_stale(now: datetime, journal: SentLog | None = None) -> int:
+    """Rows left in 'sending' by a crash: recorded as sent when the journal says the
+    server accepted them, else back to 'queued' (keeping their Message-ID) — at once
+    when the claiming process was on this host and is gone, else after STALE_AFTER.
+    Returns the number queued again."""
     cutoff = utc(now - STALE_AFTER)
     count = 0
-    for row in list(Outbox.select(Outbox.id, Outbox.claimed_at, Outbox.claimed_by)
-                    .where(Outbox.state == "sending")):
+    rows = list(Outbox.select(Outbox.id, Outbox.case, Outbox.kind, Outbox.message_id, Outbox.claimed_at,
+                              Outbox.claimed_by).where(Outbox.state == "sending"))
+    if journal is not None:
+        journal.prune(lambda: [i for (i,) in Outbox.select(Outbox.id).where(Outbox.state == "sending").tuples()])
+    if not rows:
+        return 0
+    accepted = journal.accepted() if journal is not None else {}
+    for row in rows:
         if not (row.claimed_at < cutoff or _dead_here(row.claimed_by)):
+            continue
+        if accepted.get(row.id) == row.message_id:
+            with transaction():
+                if (Outbox.update(state="sent", sent_at=utc(now), claimed_at=None)
+                        .where(Outbox.id == row.id, Outbox.state == "sending",
+                               Outbox.claimed_by == row.claimed_by).execute()) and row.case_id is not None:
+                    insert(Event, case=row.case_id, at=utc(now), kind="mail_sent", new=row.kind,
+                           detail=f"{row.message_id} (accepted by the server before an interruption; "
+                                  "recorded from the send journal)")
+            log.info("outbox %d was accepted by the server before an interruption; recorded as sent", row.id)
             continue
         count += (Outbox.update(state="queued", claimed_at=None, claimed_by=None, next_attempt_at=utc(now))
                   .where(Outbox.id == row.id, Outbox.state == "sending", Outbox.claimed_by == row.claimed_by)
@@ -153,26 +177,35 @@ def claim(rows: list[Outbox], now: datetime, token: str) -> list[Outbox]:
     return [row for row in rows if row.id in mine]
 
 
-def release(token: str, keep: int | None = None) -> int:
+def release(token: str, keep: set[int] = frozenset()) -> int:  # type: ignore[assignment]
     """Rows this drain claimed but did not get to (it was stopped) go back to the queue.
-    `keep`: a row whose fate is unknown (handed to the server, outcome not recorded)
-    stays `sending`; `requeue_stale` deals with it, as with a crash."""
+    `keep`: rows whose fate is known or unknown but not "untouched" (handed to the
+    server, outcome not yet recorded) stay `sending`; `requeue_stale` deals with them,
+    as after a crash."""
     query = Outbox.update(state="queued", claimed_at=None, claimed_by=None).where(
         Outbox.state == "sending", Outbox.claimed_by == token)
-    if keep is not None:
-        query = query.where(Outbox.id != keep)
+    if keep:
+        query = query.where(Outbox.id.not_in(list(keep)))
     return query.execute()
 
 
-def _claimed(ctx: Context, limit: int | None, token: str) -> Iterator[Outbox]:
+def _pages(ctx: Context, limit: int | None, token: str) -> Iterator[list[Outbox]]:
+    """The due rows, claimed CLAIM at a time."""
     page: list[Outbox] = []
     for row in due_rows(ctx.clock.now(), limit):
         page.append(row)
         if len(page) == CLAIM:
-            yield from claim(page, ctx.clock.now(), token)
+            yield claim(page, ctx.clock.now(), token)
             page = []
     if page:
-        yield from claim(page, ctx.clock.now(), token)
+        yield claim(page, ctx.clock.now(), token)
+
+
+@dataclass
+class _Accepted:
+    row: Outbox
+    refused: dict
+    reply: str
 
 
 async def _drain(ctx: Context, limit: int | None, stop: Callable[[], bool]) -> DrainResult:
@@ -180,46 +213,61 @@ async def _drain(ctx: Context, limit: int | None, stop: Callable[[], bool]) -> D
     client: aiosmtplib.SMTP | None = None
     down: str | None = None  # why the server cannot be used for the rest of this drain
     token = new_token()
-    in_flight: int | None = None  # handed to the server, outcome not yet recorded
+    journal = SentLog(ctx.config.storage)
+    accepted: list[_Accepted] = []  # in the journal, not yet recorded in the database
+    in_flight: int | None = None  # handed to the server, outcome not yet known
     try:
-        for row in _claimed(ctx, limit, token):
+        for page in _pages(ctx, limit, token):
+            for row in page:
+                if stop():
+                    break
+                in_flight = row.id
+                if down is None and client is None:
+                    client, down = await _connect(ctx)
+                if down is not None:
+                    _temporary(ctx, row, down, result)
+                    in_flight = None
+                    continue
+                try:
+                    refused, reply = await client.sendmail(row.mail_from, row.recipients, bytes(row.raw))
+                except aiosmtplib.SMTPRecipientsRefused as exc:
+                    answers = [f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients]
+                    if all(r.code >= 500 for r in exc.recipients):
+                        _permanent(ctx, row, "all recipients refused: " + "; ".join(answers), result)
+                    else:
+                        _temporary(ctx, row, "recipients refused: " + "; ".join(answers), result)
+                except aiosmtplib.SMTPResponseException as exc:
+                    answer = f"{exc.code} {exc.message}"
+                    if exc.code >= 500:
+                        _permanent(ctx, row, answer, result)
+                    else:
+                        _temporary(ctx, row, answer, result)
+                except ValueError as exc:  # an address that cannot be put in an SMTP envelope
+                    _permanent(ctx, row, f"invalid address: {exc}", result)
+                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                    down = f"connection lost: {_describe(exc)}"
+                    _temporary(ctx, row, down, result)
+                else:
+                    journal.record(row.id, row.message_id)
+                    accepted.append(_Accepted(row, refused, reply))
+                    crashpoint("after_send")
+                in_flight = None
+            _record_sent(ctx, accepted, result)
             if stop():
                 break
-            in_flight = row.id
-            if down is None and client is None:
-                client, down = await _connect(ctx)
-            if down is not None:
-                _temporary(ctx, row, down, result)
-                continue
-            try:
-                refused, reply = await client.sendmail(row.mail_from, row.recipients, bytes(row.raw))
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                answers = [f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients]
-                if all(r.code >= 500 for r in exc.recipients):
-                    _permanent(ctx, row, "all recipients refused: " + "; ".join(answers), result)
-                else:
-                    _temporary(ctx, row, "recipients refused: " + "; ".join(answers), result)
-            except aiosmtplib.SMTPResponseException as exc:
-                answer = f"{exc.code} {exc.message}"
-                if exc.code >= 500:
-                    _permanent(ctx, row, answer, result)
-                else:
-                    _temporary(ctx, row, answer, result)
-            except ValueError as exc:  # an address that cannot be put in an SMTP envelope
-                _permanent(ctx, row, f"invalid address: {exc}", result)
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-                down = f"connection lost: {_describe(exc)}"
-                _temporary(ctx, row, down, result)
-            else:
-                _sent(ctx, row, refused, reply, result)
-            in_flight = None
     finally:
-        release(token, keep=in_flight)
-        if client is not None and client.is_connected:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
-                client.close()
+        keep = {a.row.id for a in accepted} | ({in_flight} if in_flight is not None else set())
+        try:
+            _record_sent(ctx, accepted, result)
+        finally:
+            release(token, keep=keep)
+            journal.close()
+            if client is not None and client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                    client.close()
+    result.down = down
     return result
 
 
@@ -249,21 +297,26 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _sent(ctx: Context, row: Outbox, refused: dict, reply: str, result: DrainResult) -> None:
-    now = ctx.clock.now()
-    partial = "; ".join(f"{addr}: {r.code} {r.message}" for addr, r in refused.items()) or None
+def _record_sent(ctx: Context, accepted: list[_Accepted], result: DrainResult) -> None:
+    """Record a page of accepted mail as sent, in one transaction (one wait for the
+    write lock, not one per mail). Empties `accepted` once committed."""
+    if not accepted:
+        return
+    now = utc(ctx.clock.now())
     with transaction():
-        Outbox.update(state="sent", sent_at=utc(now), claimed_at=None,
-                      last_error=f"some recipients refused: {partial}" if partial else None) \
-            .where(Outbox.id == row.id).execute()
-        if row.case_id is not None:
-            detail = row.message_id + (f" (refused: {partial})" if partial else "")
-            insert(Event, case=row.case_id, at=utc(now), kind="mail_sent", new=row.kind, detail=detail)
-    if partial:
-        log.warning("outbox %d sent, but some recipients were refused: %s", row.id, partial)
-    log.info("outbox %d sent (%s, %s): %s", row.id, row.kind, row.message_id, reply)
-    result.sent += 1
-    crashpoint("after_send")
+        for item in accepted:
+            row = item.row
+            partial = "; ".join(f"{addr}: {r.code} {r.message}" for addr, r in item.refused.items()) or None
+            update(Outbox, row.id, state="sent", sent_at=now, claimed_at=None,
+                   last_error=f"some recipients refused: {partial}" if partial else None)
+            if row.case_id is not None:
+                detail = row.message_id + (f" (refused: {partial})" if partial else "")
+                insert(Event, case=row.case_id, at=now, kind="mail_sent", new=row.kind, detail=detail)
+            if partial:
+                log.warning("outbox %d sent, but some recipients were refused: %s", row.id, partial)
+            log.info("outbox %d sent (%s, %s): %s", row.id, row.kind, row.message_id, item.reply)
+    result.sent += len(accepted)
+    accepted.clear()
 
 
 def _temporary(ctx: Context, row: Outbox, error: str, result: DrainResult) -> None:
