@@ -1,10 +1,19 @@
-"""Walk one stored message through the stages, in one transaction.
+"""Walk stored messages through the stages, a batch per transaction.
 
 The order is data: `PURE_STAGES`, then `STAGES`. Everything a message changes — its case, the
 case's events, the outbox rows for the mails it causes, the message's own
-disposition — commits together or not at all. A message whose processing
-raises is rolled back, then kept as `failed` with the error (a human looks at
-it, `messages retry ID` runs it again); the batch goes on.
+disposition — commits together or not at all. A fetched batch commits in one
+transaction (one wait for SQLite's write lock, one commit), each message
+inside its own savepoint: a message whose processing raises is rolled back
+to its savepoint and kept as `failed` with the error (a human looks at it,
+`messages retry ID` runs it again); the batch goes on.
+
+A message that kills the process (a parser bug eating all memory, say) would
+otherwise be taken again on every round, forever. So every attempt is
+counted in a commit of its own before it starts, as Mailman's switchboard
+keeps a backup of the message in hand: a message left pending with attempts
+is tried alone next time, and after `MAX_ATTEMPTS` attempts that never
+finished it is parked as `failed` with the reason.
 """
 
 from __future__ import annotations
@@ -37,40 +46,57 @@ HEADER_PEEK = 256 * 1024
 _TAKE_SQL = "UPDATE message SET state = 'processing' WHERE id = ? AND state = 'pending'"
 
 
+MAX_ATTEMPTS = 3  # attempts that never finished before a message is parked as failed
+# A batch is held in memory whole (raw bytes and parse) and holds the write lock
+# while it commits: bounded in count and in bytes.
+BATCH_MESSAGES = 100
+BATCH_BYTES = 50 * 1024 * 1024
+
+_COUNT_ATTEMPT_SQL = "UPDATE message SET attempts = attempts + 1 WHERE state = 'pending' AND id IN ({})"
+
+
 def process(ctx: Context, message: Message) -> str:
     """Process one pending message; return its disposition ("skipped" when another
     process had it first). Never raises for a bad message; a database that is
     unreachable raises (the message stays pending for the next round)."""
-    try:
-        work = _prepare(ctx, message)
-        for stage in PURE_STAGES:
-            stage.run(work)
-        with db.transaction():
-            db.serialize_messages()
-            if db.execute(_TAKE_SQL, [message.id]).rowcount != 1:
-                log.info("message %s was already taken by another process", message.id)
-                return "skipped"
-            for stage in STAGES:
-                stage.run(work)
-    except db.DATABASE_DOWN:
-        raise
-    except Exception as exc:  # one bad message must not stop the batch
-        log.error("message %s failed: %s", message.id, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-        _mark_failed(ctx, message, exc)
-        return "failed"
-    crashpoint("after_commit")
-    log.debug("message %s: %s (%s)", message.id, work.disposition, ", ".join(work.trace))
-    return work.disposition or "failed"
+    return process_all(ctx, [message]).popitem()[0]
 
 
 def process_all(ctx: Context, messages: list[Message], stop=lambda: False) -> dict[str, int]:
-    """Process messages in order; return counts by disposition."""
+    """Process messages in order; return counts by disposition.
+
+    Messages never tried before go as one batch; a message that was tried
+    before and never finished goes alone (it may be what killed the process),
+    or is parked once it has had MAX_ATTEMPTS."""
     counts: dict[str, int] = {}
+
+    def add(disposition: str) -> None:
+        counts[disposition] = counts.get(disposition, 0) + 1
+
+    def flush(batch: list[Message]) -> None:
+        for disposition in _process_batch(ctx, batch):
+            add(disposition)
+        batch.clear()
+
+    batch: list[Message] = []
+    size = 0
     for message in messages:
         if stop():
             break
-        disposition = process(ctx, message)
-        counts[disposition] = counts.get(disposition, 0) + 1
+        if message.attempts == 0:
+            if batch and (len(batch) >= BATCH_MESSAGES or size + message.size > BATCH_BYTES):
+                flush(batch)
+                size = 0
+            batch.append(message)
+            size += message.size
+            continue
+        flush(batch)
+        size = 0
+        if message.attempts >= MAX_ATTEMPTS:
+            add(_park(ctx, message))
+        else:
+            flush([message])
+    flush(batch)
     return counts
 
 
@@ -81,12 +107,65 @@ def process_pending(ctx: Context, stop=lambda: False) -> dict[str, int]:
     return process_all(ctx, pending, stop)
 
 
+def _process_batch(ctx: Context, messages: list[Message]) -> list[str]:
+    """Prepare and screen outside the transaction, then commit the batch in one."""
+    if not messages:
+        return []
+    _count_attempt([m.id for m in messages])
+    dispositions: list[str] = []
+    works: list[Work] = []
+    for message in messages:
+        try:
+            works.append(_pure(ctx, message))
+        except Exception as exc:  # one bad message must not stop the batch
+            dispositions.append(_failed(ctx, message, exc))
+    with db.transaction():
+        db.serialize_messages()
+        for work in works:
+            dispositions.append(_stages(ctx, work))
+    for disposition in dispositions:
+        if disposition not in ("skipped", "failed"):
+            crashpoint("after_commit")
+    return dispositions
+
+
+def _count_attempt(ids: list[int]) -> None:
+    """Committed before the attempt starts, so a kill cannot undo the count."""
+    with db.transaction():
+        db.execute(_COUNT_ATTEMPT_SQL.format(", ".join("?" * len(ids))), ids)
+
+
+def _pure(ctx: Context, message: Message) -> Work:
+    work = _prepare(ctx, message)
+    for stage in PURE_STAGES:
+        stage.run(work)
+    return work
+
+
+def _stages(ctx: Context, work: Work) -> str:
+    """One message inside the batch's transaction, in a savepoint of its own."""
+    message = work.message
+    try:
+        with db.transaction():  # nested: a savepoint
+            if db.execute(_TAKE_SQL, [message.id]).rowcount != 1:
+                log.info("message %s was already taken by another process", message.id)
+                return "skipped"
+            for stage in STAGES:
+                stage.run(work)
+    except db.DATABASE_DOWN:
+        raise
+    except Exception as exc:  # rolled back to the savepoint; the batch goes on
+        return _failed(ctx, message, exc)
+    log.debug("message %s: %s (%s)", message.id, work.disposition, ", ".join(work.trace))
+    return work.disposition or "failed"
+
+
 def retry(ctx: Context, message: Message) -> str:
     """Run a failed (or still pending) message through the pipeline again."""
     if message.state == "done":
         raise ValueError(f"message {message.id} was already handled ({message.disposition}); nothing to retry")
-    Message.update(state="pending", error=None).where(Message.id == message.id,
-                                                      Message.state == "failed").execute()
+    Message.update(state="pending", error=None, attempts=0).where(Message.id == message.id,
+                                                                  Message.state == "failed").execute()
     return process(ctx, Message.get_by_id(message.id))
 
 
@@ -109,9 +188,23 @@ def _prepare(ctx: Context, message: Message) -> Work:
     return work
 
 
-def _mark_failed(ctx: Context, message: Message, exc: Exception) -> None:
+def _failed(ctx: Context, message: Message, exc: Exception) -> str:
+    log.error("message %s failed: %s", message.id, exc, exc_info=log.isEnabledFor(logging.DEBUG))
     error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    _mark_failed(ctx, message, error)
+    return "failed"
+
+
+def _park(ctx: Context, message: Message) -> str:
+    error = (f"parked after {message.attempts} attempts that never finished (the process died while "
+             f"handling it); `mailproc messages retry {message.id}` tries again")
+    log.error("message %s: %s", message.id, error)
+    _mark_failed(ctx, message, error)
+    return "failed"
+
+
+def _mark_failed(ctx: Context, message: Message, error: str) -> None:
     with db.transaction():
         Message.update(state="failed", disposition="failed", error=error[:4000],
-                       attempts=Message.attempts + 1, processed_at=utc(ctx.clock.now())
-                       ).where(Message.id == message.id).execute()
+                       processed_at=utc(ctx.clock.now())
+                       ).where(Message.id == message.id, Message.state.in_(("pending", "processing"))).execute()
