@@ -3,6 +3,7 @@
     mailproc [--config PATH] [--now ISO8601] COMMAND
 
     check                       validate config, rules and templates
+    init DIR                    write a mailproc.ini and copies of the rules and templates
     run [--once]                the daemon (or one poll + send, then exit)
     ingest PATH... [--mailbox]  store and process .eml files, mbox files, Maildirs
     deliver --mailbox NAME      one message on stdin (for an MTA pipe)
@@ -44,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mailproc {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("check", help="validate config, rules and templates")
+    sub.add_parser("check", help="validate config, rules and templates; list which rule and template files are used")
+    init = sub.add_parser("init", help="write a commented mailproc.ini and editable copies of the rules and templates")
+    init.add_argument("directory", type=Path, metavar="DIR")
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--once", action="store_true", help="poll every mailbox once, process, send, exit")
     ing = sub.add_parser("ingest", help="store and process messages from files")
@@ -77,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level or "info")
+    if args.command == "init":  # makes the config, so reads none
+        return cmd_init(args.directory)
     try:
         clock = Clock.from_env(args.now)
     except ValueError as exc:
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             logs.setup(config.log_level)
         if args.command == "check":
             return cmd_check(config, clock)
+        if args.command == "run":
+            config_mod.require_mailboxes(config)
         from mailproc.daemon import checked_context
         ctx = checked_context(config, clock)
         db.open_database(config.database)
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_check(config: config_mod.Config, clock: Clock) -> int:
+    from mailproc.defaults import in_force
     from mailproc.rules import load_rules
     from mailproc.templates import Templates
 
@@ -115,15 +123,38 @@ def cmd_check(config: config_mod.Config, clock: Clock) -> int:
         load_rules(config.rules_dir, config.timezone)
     except ConfigError as exc:
         problems.append(str(exc))
-    problems += Templates(config.templates_dir).check()
-    if not config.mailboxes:
-        problems.append(f"{config.path}: no [mailbox:NAME] section: nothing to poll")
+    templates = Templates(config.templates_dir)
+    problems += templates.check()
+    try:
+        config_mod.require_mailboxes(config)
+    except ConfigError as exc:
+        problems.append(str(exc))
     for problem in problems:
         print(f"mailproc: error: {problem}", file=sys.stderr)
     if problems:
         return EX_CONFIG
-    print(f"ok: {config.path}: {len(config.mailboxes)} mailbox(es), rules in {config.rules_dir}, "
-          f"templates in {config.templates_dir}")
+    print(f"ok: {config.path}: {len(config.mailboxes)} mailbox(es); the rule and template files in force:")
+    # Which file is used, and whether it is the site's: an override silently shadowing
+    # (or failing to shadow) a shipped file is what an operator cannot see otherwise.
+    files = [("rules", f) for f in in_force("rules", config.rules_dir)]
+    files += [("templates", f) for f in templates.in_force()]
+    for kind, f in files:  # origin: shipped, override (the site's file replaces the shipped one), added
+        print(f"  {kind + '/' + f.name:<36} {f.origin:<9} {f.path}")
+    return 0
+
+
+def cmd_init(directory: Path) -> int:
+    from mailproc import scaffold
+
+    try:
+        written = scaffold.init_site(directory)
+    except scaffold.InitError as exc:
+        print(f"mailproc: error: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    ini = directory / "mailproc.ini"
+    print(f"next: edit {ini} (mailboxes, [smtp]), then: mailproc --config {ini} check")
     return 0
 
 

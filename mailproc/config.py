@@ -8,6 +8,12 @@ the operator believes is in force and is not.
 Secrets: a password comes from the `password` key, a `password_file`, or the
 environment (`MAILPROC_MAILBOX_<NAME>_PASSWORD`, `MAILPROC_SMTP_PASSWORD`);
 `repr()` of a config never shows one.
+
+Whatever `run` would trip on later is caught here, so that `check` catches it
+too: ports out of range, a case token that cannot be rendered, a malformed
+database URL (checked without connecting), a storage directory that cannot be
+created or written, a password file that is not a regular UTF-8 file (a FIFO
+would hang the reader), override directories that do not exist.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ import configparser
 import difflib
 import os
 import re
+import stat
+import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailproc.errors import ConfigError
@@ -60,8 +69,10 @@ class Config:
     storage: Path
     timezone: ZoneInfo
     poll_interval: timedelta
-    rules_dir: Path
-    templates_dir: Path
+    # The site's rule files and templates, each replacing the shipped one of the same
+    # name (mailproc.defaults); None: the shipped ones alone.
+    rules_dir: Path | None
+    templates_dir: Path | None
     case_token: str
     instance: str
     max_message_size: int
@@ -163,6 +174,12 @@ class _Section:
             raise self.error(key, f"must be at least {minimum}")
         return value
 
+    def port(self, key: str, default: int) -> int:
+        value = self.convert(key, default, int)
+        if not 1 <= value <= 65535:  # the socket layer would take 70000 modulo 65536, quietly
+            raise self.error(key, f"must be a port number from 1 to 65535, not {value}")
+        return value
+
     def duration(self, key: str, default: str, minimum: timedelta = timedelta(0)) -> timedelta:
         value = self.convert(key, parse_duration(default), parse_duration)
         if value < minimum:
@@ -201,14 +218,15 @@ def load(path: str | os.PathLike) -> Config:
         return (base / os.path.expanduser(p)).resolve()
 
     storage = resolve(core.str("storage", "storage"))
+    problem = directory_problem(storage)
+    if problem:
+        raise core.error("storage", problem)
     database = _database_url(core, base, storage)
     try:
         tz = ZoneInfo(core.str("timezone", "UTC"))
     except (ZoneInfoNotFoundError, ValueError):
         raise core.error("timezone", f"unknown time zone {core.str('timezone')!r} (e.g. Europe/Lisbon)") from None
-    case_token = core.str("case_token", "[Case #{number}]")
-    if "{number}" not in case_token:
-        raise core.error("case_token", "must contain {number}, e.g. [Case #{number}]")
+    case_token = _case_token(core)
     log_level = core.choice("log_level", ("debug", "info", "warning", "error"), "info")
     mailboxes = tuple(_mailbox(parser, s, file, resolve) for s in parser.sections() if s.startswith("mailbox:"))
     addresses = [b.address.lower() for b in mailboxes]
@@ -221,8 +239,8 @@ def load(path: str | os.PathLike) -> Config:
         storage=storage,
         timezone=tz,
         poll_interval=core.duration("poll_interval", "2h", minimum=timedelta(seconds=10)),
-        rules_dir=resolve(core.str("rules", "rules")),
-        templates_dir=resolve(core.str("templates", "templates")),
+        rules_dir=_override_dir(core, "rules", resolve),
+        templates_dir=_override_dir(core, "templates", resolve),
         case_token=case_token,
         instance=core.str("instance", "mailproc"),
         max_message_size=core.convert("max_message_size", parse_size("25MB"), parse_size),
@@ -236,16 +254,145 @@ def load(path: str | os.PathLike) -> Config:
     )
 
 
+def require_mailboxes(config: Config) -> None:
+    """`check` and `run` refuse a config without a mailbox: a daemon with none
+    would poll nothing, quietly, for ever."""
+    if not config.mailboxes:
+        raise ConfigError("no [mailbox:NAME] section: nothing to poll", file=str(config.path))
+
+
+def directory_problem(path: Path) -> str | None:
+    """Why mailproc could not create `path` or write in it, or None; creates nothing.
+
+    An existing directory is tried with a temporary file (the truth, whatever
+    the permission bits, ACLs or a read-only mount say); a missing one needs its
+    nearest existing ancestor to be a directory this user may write in.
+    """
+    target, missing = path, False
+    while True:
+        try:
+            st = os.stat(target)
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            target, missing = target.parent, True
+        except OSError as exc:
+            return f"cannot reach {target}: {exc.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"cannot create {path}: {target} is a file" if missing else f"{path} is a file, not a directory"
+    if missing:
+        if not os.access(target, os.W_OK | os.X_OK):
+            return f"cannot create {path}: {target} is not writable by this user"
+        return None
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return f"cannot write in {path}: {exc.strerror}"
+    return None
+
+
+def _case_token(core: _Section) -> str:
+    """The token must render, and be found again in replies: `thread.token_regex` reads
+    the text around one literal `{number}`, so no other `{}` field, format spec or
+    escaped brace may appear; and it must say something besides the number, or
+    every '#123' in a subject would be taken for a case."""
+    token = core.str("case_token", "[Case #{number}]")
+    literal = token.replace("{number}", "", 1)
+    if "{number}" not in token or "{" in literal or "}" in literal:
+        raise core.error("case_token", "must contain {number} once and no other { or }, e.g. [Case #{number}]")
+    try:
+        rendered = token.format(number=1)
+    except (ValueError, LookupError, AttributeError) as exc:
+        raise core.error("case_token", f"cannot be rendered: {exc}") from None
+    if len("".join(literal.split())) < 2:
+        raise core.error("case_token", "needs at least 2 characters besides {number}, e.g. [Case #{number}]; "
+                                       "a bare number or '#{number}' would match order numbers in subjects")
+    if not rendered.isprintable() or len(rendered) > 64:
+        raise core.error("case_token", "must be printable text of at most 64 characters (it goes in every subject)")
+    return token
+
+
+def _override_dir(core: _Section, key: str, resolve) -> Path | None:
+    raw = core.str(key)
+    if raw is None:
+        return None
+    path = resolve(raw)
+    if not path.is_dir():
+        what = "not a directory" if path.exists() else "directory not found"
+        raise core.error(key, f"{what}: {path} (its files replace the shipped {key} of the same name; "
+                              f"leave {key} out to use the shipped ones)")
+    return path
+
+
 def _database_url(core: _Section, base: Path, storage: Path) -> str:
     url = core.str("database", f"sqlite:///{storage / 'mailproc.sqlite3'}")
     if url.startswith("sqlite:///"):
         target = url[len("sqlite:///"):]
-        if target != ":memory:" and not target.startswith("/"):
-            target = str((base / target).resolve())
+        if target != ":memory:":
+            if not target.startswith("/"):
+                target = str((base / target).resolve())
+            problem = f"{target} is a directory" if os.path.isdir(target) else directory_problem(Path(target).parent)
+            if problem:
+                raise core.error("database", problem)
         return "sqlite:///" + target
     if re.match(r"postgres(ql)?(\+\w+)?://", url):
+        problem = _postgresql_problem(url)
+        if problem:
+            raise core.error("database", problem + " (postgresql://USER:PASSWORD@HOST:PORT/DBNAME)")
         return url
     raise core.error("database", f"must be sqlite:///PATH or postgresql://…, not {url.split(':')[0]!r}")
+
+
+def _postgresql_problem(url: str) -> str | None:
+    """What is wrong with a PostgreSQL URL's shape, found without connecting. Messages
+    never quote the user part: it holds the password."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    if parts.fragment:
+        return "a '#' cuts the URL short; write it as %23 (in a password too)"
+    try:
+        port = parts.port
+    except ValueError:
+        return f"bad port in {host!r}: must be a number from 1 to 65535"
+    if port == 0:
+        return f"bad port in {host!r}: must be a number from 1 to 65535"
+    if not parts.path.strip("/"):
+        return "names no database"
+    return None
+
+
+MAX_PASSWORD_FILE = 64 * 1024
+
+
+def _read_password_file(section: _Section, path: Path) -> str:
+    """A password file's one line. Anything but a regular file is refused before it is
+    opened (reading a FIFO would block until someone writes to it, a device may
+    never end), and again on the open file, opened without blocking (the path
+    may have been swapped in between)."""
+    def error(message: str) -> ConfigError:
+        return section.error("password_file", f"{path}: {message}")
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise error("not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise error("not a regular file")
+            data = fh.read(MAX_PASSWORD_FILE + 1)
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_PASSWORD_FILE:
+        raise error("too large for a password file")
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise error(f"not UTF-8 text (byte {exc.start})") from None
+    if not text:
+        raise error("is empty")
+    if "\n" in text or "\r" in text:
+        raise error("holds more than one line; the password must be its only line")
+    return text
 
 
 def _password(section: _Section, resolve, env: str, required: bool) -> str | None:
@@ -255,10 +402,7 @@ def _password(section: _Section, resolve, env: str, required: bool) -> str | Non
         return section.str("password")
     pw_file = section.str("password_file")
     if pw_file:
-        try:
-            return resolve(pw_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise section.error("password_file", f"cannot read: {exc.strerror}") from None
+        return _read_password_file(section, resolve(pw_file))
     if required:
         raise section.error("password", f"is required (or password_file, or the environment variable {env})")
     return None
@@ -276,7 +420,7 @@ def _mailbox(parser, section_name: str, file: str, resolve) -> MailboxConfig:
     return MailboxConfig(
         name=name,
         host=s.str("host", required=True),
-        port=s.int("port", 993 if security == "tls" else 143, minimum=1),
+        port=s.port("port", 993 if security == "tls" else 143),
         security=security,
         username=s.str("username", required=True),
         password=_password(s, resolve, env_name(name), required=True),
@@ -295,7 +439,7 @@ def _smtp(parser, file: str, resolve) -> SmtpConfig:
     username = s.str("username")
     return SmtpConfig(
         host=s.str("host", required=True),
-        port=s.int("port", {"tls": 465, "starttls": 587, "none": 25}[security], minimum=1),
+        port=s.port("port", {"tls": 465, "starttls": 587, "none": 25}[security]),
         security=security,
         username=username,
         password=_password(s, resolve, "MAILPROC_SMTP_PASSWORD", required=bool(username)),

@@ -1,4 +1,8 @@
-"""Loading the rule files in rules/ (TOML) with errors that name file and line.
+"""Loading the rule files (TOML) with errors that name file and line.
+
+The rule files ship inside the package (`mailproc.defaults`); a site's
+`[mailproc] rules` directory replaces any of them by a file of the same name
+(`rule_files` says which file is in force).
 
 Each stage owns the shape of its own rules (a loader in the stage's module
 turns a parsed TOML table into typed objects); this module reads the files,
@@ -279,16 +283,40 @@ class Rules:
     sla: Any
 
 
-def load_rules(directory: Path, timezone=None) -> Rules:
+def rule_files(directory: Path | None) -> dict[str, Path]:
+    """The file in force for each rule set: the site's (`[mailproc] rules`) where it
+    has one of that name, else the shipped one.
+
+    A .toml file in the site's directory that is none of the rule files is an
+    error, not ignored: "prioirty.toml" would otherwise leave the shipped
+    priorities in force while the operator believes their own are.
+    """
+    from mailproc.defaults import RULE_FILES, in_force, shipped
+
+    files = in_force("rules", None if directory is None else Path(directory))
+    for f in files:
+        if f.name not in RULE_FILES:
+            hint = difflib.get_close_matches(f.name, RULE_FILES, n=1)
+            extra = f"did you mean {hint[0]!r}?" if hint else f"the rule files are {', '.join(RULE_FILES)}"
+            raise ConfigError(f"not a rule file mailproc reads; {extra}", file=str(f.path))
+    found = {f.name: f.path for f in files}
+    missing = [name for name in RULE_FILES if name not in found]
+    if missing:  # only a broken installation: every rule file ships
+        raise ConfigError("rule file not found", file=str(shipped("rules") / missing[0]))
+    return found
+
+
+def load_rules(directory: Path | None = None, timezone=None) -> Rules:
+    """Every rule set, each from the site's directory if it has that file, else as shipped."""
     from mailproc import businesstime
     from mailproc.stages import classify, screen
 
-    directory = Path(directory)
+    files = rule_files(directory)
     return Rules(
-        screening=screen.load_rules(directory / "screening.toml"),
-        classification=classify.load_classification(directory / "classification.toml"),
-        priority=classify.load_priority(directory / "priority.toml"),
-        routing=classify.load_routing(directory / "routing.toml"),
-        workflow=classify.load_workflow(directory / "workflow.toml"),
-        sla=businesstime.load_sla(directory / "sla.toml", timezone),
+        screening=screen.load_rules(files["screening.toml"]),
+        classification=classify.load_classification(files["classification.toml"]),
+        priority=classify.load_priority(files["priority.toml"]),
+        routing=classify.load_routing(files["routing.toml"]),
+        workflow=classify.load_workflow(files["workflow.toml"]),
+        sla=businesstime.load_sla(files["sla.toml"], timezone),
     )

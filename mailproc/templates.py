@@ -7,6 +7,11 @@ so the person editing a mail sees subject and body together; it is cut off
 the text part and handed to the HTML part as `subject`. See
 templates/README.md for the rules a template writer needs.
 
+The templates ship inside the package (`mailproc.defaults`). A site's
+`[mailproc] templates` directory is searched first, so its file replaces the
+shipped one of the same name and nothing else: a site may reword only
+acknowledgement.txt.j2 and keep the shipped HTML part and layout.
+
 Variables are strict (a misspelt name is an error, not a blank in a
 customer's mail), HTML is autoescaped (customer text cannot inject markup),
 text is not (it is not HTML). Errors name the template file and line.
@@ -22,6 +27,7 @@ from pathlib import Path
 import jinja2
 from jinja2 import meta
 
+from mailproc import defaults
 from mailproc.errors import ConfigError
 
 _SUBJECT = re.compile(r"Subject:[ \t]*(.*)")
@@ -81,10 +87,15 @@ def _line_of(exc: BaseException) -> int | None:
 
 
 class Templates:
-    def __init__(self, directory: Path):
-        self.directory = Path(directory)
+    def __init__(self, directory: Path | None = None):
+        """`directory`: the site's templates (`[mailproc] templates`), each replacing the
+        shipped one of its name; None: the shipped templates alone."""
+        self.directory = None if directory is None else Path(directory)
+        self.shipped = defaults.shipped("templates")
+        search = [d for d in (self.directory, self.shipped) if d is not None]
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.directory)),
+            # the first directory that has a name wins, for kinds and for what they extend or include
+            loader=jinja2.FileSystemLoader([str(d) for d in search]),
             autoescape=_autoescape,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -98,12 +109,24 @@ class Templates:
         self.env.filters["when"] = when
         self.env.filters["reply_subject"] = reply_subject
 
+    def in_force(self) -> list[defaults.InForce]:
+        """Every template file used, by name, and where it comes from (the site or the package)."""
+        return defaults.in_force("templates", self.directory)
+
+    def _files(self) -> dict[str, Path]:
+        try:
+            return {f.name: f.path for f in self.in_force()}
+        except ConfigError:  # the site's directory is missing: check() says so
+            return {}
+
+    def path(self, name: str) -> Path:
+        """The file a template name is read from, for messages (where it would be, if missing)."""
+        return self._files().get(name) or (self.directory or self.shipped) / name
+
     def kinds(self) -> list[str]:
         """Every kind that has a text template (check() reports a missing HTML part)."""
-        if not self.directory.is_dir():
-            return []
-        return sorted(p.name[: -len(".txt.j2")] for p in self.directory.glob("*.txt.j2")
-                      if not p.name.startswith("_"))
+        return sorted(name[: -len(".txt.j2")] for name in self._files()
+                      if name.endswith(".txt.j2") and not name.startswith("_"))
 
     def render(self, kind: str, **context) -> Rendered:
         """Render one kind: `text, html = render(...)`; `.subject` holds the subject."""
@@ -113,36 +136,39 @@ class Templates:
         match = _SUBJECT.fullmatch(first.strip())
         if not match or not match.group(1).strip():
             raise ConfigError("the first line must be 'Subject: ...' with a non-empty subject",
-                              file=str(self.directory / text_name), where="line 1")
+                              file=str(self.path(text_name)), where="line 1")
         subject = " ".join(match.group(1).split())
         html = self._render(html_name, {**context, "subject": subject})
         return Rendered(subject, body.lstrip("\n"), html)
 
     def _render(self, name: str, context: dict) -> str:
-        path = self.directory / name
         try:
             return self.env.get_template(name).render(**context)
         except jinja2.TemplateNotFound as exc:
-            raise ConfigError(f"template not found: {exc.name}", file=str(path)) from None
+            raise ConfigError(f"template not found: {exc.name}", file=str(self.path(name))) from None
         except jinja2.TemplateError as exc:
             line = _line_of(exc)
-            raise ConfigError(f"{type(exc).__name__}: {exc.message or exc}", file=str(path),
+            raise ConfigError(f"{type(exc).__name__}: {exc.message or exc}", file=str(self.path(name)),
                               where=f"line {line}" if line else None) from None
 
     def check(self) -> list[str]:
         """Compile every template; return 'file:line: problem' for each error found."""
-        if not self.directory.is_dir():
+        if self.directory is not None and not self.directory.is_dir():
             return [f"{self.directory}: templates directory not found"]
         errors: list[str] = []
-        names = {p.name for p in self.directory.glob("*.j2")}
+        files = self._files()
+        names = set(files)
         for name in sorted(names):
-            path = self.directory / name
+            path = files[name]
             try:
                 source = path.read_text(encoding="utf-8")
                 tree = self.env.parse(source, name, str(path))
                 self.env.compile(tree, name, str(path))
             except UnicodeDecodeError as exc:
                 errors.append(f"{path}: not UTF-8 ({exc.reason})")
+                continue
+            except OSError as exc:
+                errors.append(f"{path}: cannot read: {exc.strerror or exc}")
                 continue
             except jinja2.TemplateSyntaxError as exc:
                 errors.append(f"{path}:{exc.lineno}: {exc.message}")
@@ -156,9 +182,9 @@ class Templates:
                 errors.append(f"{path}:1: the first line must be 'Subject: ...'")
         for kind in self.kinds():
             if f"{kind}.html.j2" not in names:
-                errors.append(f"{self.directory / (kind + '.txt.j2')}:1: no HTML part {kind}.html.j2")
+                errors.append(f"{files[kind + '.txt.j2']}:1: no HTML part {kind}.html.j2")
         for name in sorted(names):
             if name.endswith(".html.j2") and not name.startswith("_") \
                     and name.replace(".html.j2", ".txt.j2") not in names:
-                errors.append(f"{self.directory / name}:1: no text part {name.replace('.html.j2', '.txt.j2')}")
+                errors.append(f"{files[name]}:1: no text part {name.replace('.html.j2', '.txt.j2')}")
         return errors

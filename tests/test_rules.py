@@ -11,6 +11,7 @@ import pytest
 
 from mailproc import matching
 from mailproc.businesstime import load_sla
+from mailproc.defaults import RULE_FILES
 from mailproc.errors import ConfigError
 from mailproc.models import CASE_TYPES, PRIORITIES, STATUSES
 from mailproc.stages import classify
@@ -184,3 +185,42 @@ def test_sender_and_mailbox_conditions(tmp_path):
     assert team("ann@small.example", "billing", subject="your invoice") == "billing-box"
     assert team("ann@small.example", "billing", body="your invoice") is None
     assert team("ann@small.example", "support", subject="your invoice") is None
+
+
+# --- shipped rules and a site's overrides -------------------------------------------------------
+
+def test_without_a_directory_the_shipped_rules_are_read_from_the_package():
+    from mailproc.rules import load_rules, rule_files
+    files = rule_files(None)
+    assert set(files) == set(RULE_FILES)
+    assert all(path == (RULES / name).resolve() for name, path in files.items())
+    assert load_rules(None).priority.default == "P6"
+
+
+def test_a_site_file_replaces_only_the_shipped_file_of_its_name(tmp_path):
+    from mailproc.rules import load_rules, rule_files
+    edited(tmp_path, "priority.toml", 'default = "P6"', 'default = "P5"')
+    (tmp_path / "README.md").write_text("notes of the site, not a rule file\n")
+    files = rule_files(tmp_path)
+    assert files["priority.toml"] == tmp_path / "priority.toml"
+    assert {name for name, path in files.items() if path.parent != tmp_path} == set(RULE_FILES) - {"priority.toml"}
+    rules = load_rules(tmp_path)
+    assert rules.priority.default == "P5"
+    assert rules.workflow.label("pending_input") == "Pending Input"  # the shipped workflow.toml
+
+
+def test_a_misnamed_site_file_is_an_error_not_silently_ignored(tmp_path):
+    from mailproc.rules import load_rules
+    (tmp_path / "prioirty.toml").write_text('default = "P5"\n')
+    with pytest.raises(ConfigError) as err:
+        load_rules(tmp_path)
+    assert err.value.file == str(tmp_path / "prioirty.toml")
+    assert "not a rule file mailproc reads; did you mean 'priority.toml'?" in str(err.value)
+
+
+def test_an_error_in_a_site_file_names_that_file(tmp_path):
+    from mailproc.rules import load_rules
+    path = appended(tmp_path, "routing.toml", '\n[[rule]]\nname = "oops\n')
+    with pytest.raises(ConfigError) as err:
+        load_rules(tmp_path)
+    assert err.value.file == str(path) and err.value.where == line_number(path, 'name = "oops')

@@ -33,7 +33,7 @@ def ack_context(**overrides):
 
 @pytest.fixture
 def templates():
-    return Templates(REPO / "templates")
+    return Templates()  # the shipped ones
 
 
 def test_repository_templates_are_valid(templates):
@@ -109,6 +109,41 @@ def test_missing_variable_names_file_and_line(templates):
     assert f"line {line}" in message
 
 
+def test_shipped_templates_are_the_repository_files_read_through_the_package(templates):
+    assert templates.shipped == (REPO / "templates").resolve()
+    assert {f.name: f.origin for f in templates.in_force()} == {
+        "_base.html.j2": "shipped", "acknowledgement.html.j2": "shipped", "acknowledgement.txt.j2": "shipped"}
+
+
+def test_site_file_replaces_only_the_shipped_file_of_its_name(tmp_path):
+    (tmp_path / "acknowledgement.txt.j2").write_text(
+        "Subject: Ticket {{ token }}\n\nWe have your mail, {{ contact_name }}.\n")
+    site = Templates(tmp_path)
+    assert site.check() == []
+    rendered = site.render("acknowledgement", **ack_context())
+    assert rendered.subject == "Ticket [Case #12]"
+    assert rendered.text == "We have your mail, Ana Sousa.\n"
+    assert "within 2 business hours" in rendered.html  # the HTML part is still the shipped one
+    assert "<title>Ticket [Case #12]</title>" in rendered.html
+    origins = {f.name: (f.origin, f.path) for f in site.in_force()}
+    assert origins["acknowledgement.txt.j2"] == ("override", tmp_path / "acknowledgement.txt.j2")
+    assert origins["acknowledgement.html.j2"][0] == "shipped"
+
+
+def test_site_layout_is_used_by_the_shipped_html_part(tmp_path):
+    shipped_layout = (REPO / "templates" / "_base.html.j2").read_text(encoding="utf-8")
+    (tmp_path / "_base.html.j2").write_text(shipped_layout.replace("<body", "<body data-site=\"acme\"", 1))
+    _, html = Templates(tmp_path).render("acknowledgement", **ack_context())
+    assert 'data-site="acme"' in html
+
+
+def test_errors_in_a_site_file_name_that_file(tmp_path):
+    (tmp_path / "acknowledgement.html.j2").write_text("<p>{{ case.id }}</p>\n<p>{{ no_such_variable }}</p>\n")
+    with pytest.raises(ConfigError) as info:
+        Templates(tmp_path).render("acknowledgement", **ack_context())
+    assert str(info.value).startswith(f"{tmp_path / 'acknowledgement.html.j2'}:line 2: ")
+
+
 def test_check_reports_file_and_line(tmp_path):
     (tmp_path / "good.txt.j2").write_text("Subject: hi {{ token }}\nBody\n")
     (tmp_path / "good.html.j2").write_text('{% extends "_layout.html.j2" %}\n')
@@ -123,8 +158,8 @@ def test_check_reports_file_and_line(tmp_path):
     assert f"{tmp_path / 'nosubject.txt.j2'}:1: the first line must be 'Subject: ...'" in text
     assert "no HTML part nosubject.html.j2" in text
     assert "no text part orphan.txt.j2" in text
-    assert len(errors) == 5
-    assert Templates(tmp_path).kinds() == ["broken", "good", "nosubject"]
+    assert len(errors) == 5  # the shipped templates beside them are fine
+    assert Templates(tmp_path).kinds() == ["acknowledgement", "broken", "good", "nosubject"]
 
 
 def test_check_on_missing_directory(tmp_path):

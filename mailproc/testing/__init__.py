@@ -33,12 +33,13 @@ def write_config(directory: Path, *, database: str | None = None, mailboxes: lis
 
     `mailboxes` items: dict(name=, host=, port=, username=, password=, address=, [folder=...]);
     `smtp`: dict(host=, port=); `extra`: more [mailproc] keys.
-    Rules and templates are the repository's own.
+    Rules and templates are the shipped ones (in a source checkout, the
+    repository's rules/ and templates/) unless `extra` names `rules` or
+    `templates` directories of overrides.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    core = {"storage": str(directory / "storage"), "rules": str(REPO / "rules"),
-            "templates": str(REPO / "templates"), "timezone": "UTC"}
+    core = {"storage": str(directory / "storage"), "timezone": "UTC"}
     if database:
         core["database"] = database
     core.update(extra or {})
