@@ -21,7 +21,8 @@ from functools import lru_cache
 
 import peewee as pw
 
-from mailproc.models import Case, Message, Outbox, Participant, Person
+from mailproc import db
+from mailproc.models import Case, Message, Participant, Person
 from mailproc.stages import Work
 
 # Reply / forward prefixes as mail clients write them in many languages:
@@ -59,18 +60,23 @@ def run(work: Work) -> None:
     work.case = case
 
 
+# Hand-written (hot path: every message asks). Only the indexed column in the
+# WHERE clause: with `state` there too, SQLite may pick the much less selective
+# state index and scan every handled message; the few rows are filtered here.
+_SAME_MESSAGE_ID_SQL = "SELECT id, case_id, state FROM message WHERE message_id = ? ORDER BY id"
+_SAME_BYTES_SQL = "SELECT id, case_id, state FROM message WHERE raw_sha256 = ? ORDER BY id"
+
+
 def _duplicate(work: Work) -> bool:
-    # Only the indexed column in SQL: with `state` in the WHERE clause too, SQLite
-    # may pick the (much less selective) state index and scan every handled message.
     if work.mail.message_id:
-        query = Message.select().where(Message.message_id == work.mail.message_id)
+        rows = db.query_all(_SAME_MESSAGE_ID_SQL, [work.mail.message_id])
     else:
-        query = Message.select().where(Message.raw_sha256 == work.message.raw_sha256)
-    first = next((m for m in query.order_by(Message.id) if m.id != work.message.id and m.state == "done"), None)
+        rows = db.query_all(_SAME_BYTES_SQL, [work.message.raw_sha256])
+    first = next((row for row in rows if row[0] != work.message.id and row[2] == "done"), None)
     if first is None:
         return False
-    work.duplicate_of = first
-    work.case = first.case
+    work.duplicate_of = Message.get_by_id(first[0])
+    work.case = Case.get_by_id(first[1]) if first[1] is not None else None
     work.thread_rule = "duplicate"
     work.note("thread", "duplicate")
     return True
@@ -119,16 +125,16 @@ def _by_message_ids(work: Work) -> tuple[Case | None, str | None]:
     return None, None
 
 
+_SENT_CASE_SQL = "SELECT case_id FROM outbox WHERE message_id = ? AND case_id IS NOT NULL ORDER BY id LIMIT 1"
+_RECEIVED_CASE_SQL = ("SELECT case_id FROM message WHERE message_id = ? AND case_id IS NOT NULL AND id <> ?"
+                      " ORDER BY id LIMIT 1")
+
+
 def _case_of_message_id(message_id: str, own_id: int | None) -> Case | None:
     """The case of a mail we sent (Outbox) or received (Message) with this Message-ID."""
-    sent = (Outbox.select().where((Outbox.message_id == message_id) & Outbox.case.is_null(False))
-            .order_by(Outbox.id).first())
-    if sent is not None:
-        return sent.case
-    received = (Message.select().where((Message.message_id == message_id) & Message.case.is_null(False)
-                                       & (Message.id != own_id))
-                .order_by(Message.id).first())
-    return received.case if received is not None else None
+    found = (db.query_one(_SENT_CASE_SQL, [message_id])
+             or db.query_one(_RECEIVED_CASE_SQL, [message_id, own_id if own_id is not None else -1]))
+    return Case.get_or_none(Case.id == found[0]) if found else None
 
 
 @lru_cache(maxsize=8)
