@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import peewee as pw
 
@@ -28,11 +29,16 @@ SQLITE_PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "norm
 
 def _v1(database: pw.Database) -> None:
     from mailproc import models
-    database.create_tables(models.TABLES)
+    database.create_tables([t for t in models.TABLES if t is not models.Lease])
+
+
+def _v2(database: pw.Database) -> None:
+    from mailproc import models
+    database.create_tables([models.Lease])
 
 
 # Append (version, function) pairs here; never edit a released one.
-MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1)]
+MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1), (2, _v2)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -70,19 +76,48 @@ def current_version(database: pw.Database) -> int:
 
 
 def migrate(database: pw.Database) -> None:
+    """Bring the schema up to date, one process at a time.
+
+    Two processes starting on a new database (two daemons, a daemon and
+    `run --once`) would otherwise both create the tables; PostgreSQL then
+    fails one of them with a unique violation in its catalogue. The version is
+    read again once the lock is held, so the second process finds the work
+    done."""
     from mailproc.models import SchemaVersion
     version = current_version(database)
     if version > SCHEMA_VERSION:
         raise SchemaError(f"database schema is version {version}, newer than this mailproc "
                           f"understands ({SCHEMA_VERSION}); upgrade mailproc")
-    for number, step in MIGRATIONS:
-        if number <= version:
-            continue
-        log.info("upgrading database schema to version %d", number)
-        with database.atomic():
-            step(database)
-            SchemaVersion.delete().execute()
-            SchemaVersion.create(version=number)
+    if version == SCHEMA_VERSION:
+        return
+    with _schema_lock(database):
+        version = current_version(database)
+        for number, step in MIGRATIONS:
+            if number <= version:
+                continue
+            log.info("upgrading database schema to version %d", number)
+            with database.atomic():
+                step(database)
+                SchemaVersion.delete().execute()
+                SchemaVersion.create(version=number)
+
+
+_SCHEMA_LOCK = 7_166_331  # PostgreSQL advisory lock key for schema changes
+
+
+@contextmanager
+def _schema_lock(database: pw.Database) -> Iterator[None]:
+    """SQLite: a write transaction around the migrations (DDL is transactional there).
+    PostgreSQL: a session advisory lock, each migration in its own transaction."""
+    if isinstance(database, pw.SqliteDatabase):
+        with database.atomic(lock_type="IMMEDIATE"):
+            yield
+        return
+    database.execute_sql("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+    try:
+        yield
+    finally:
+        database.execute_sql("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
 
 
 # --- Hot-path inserts -------------------------------------------------------
@@ -159,6 +194,19 @@ def execute(sql: str, params: list):
 def query_one(sql: str, params: list) -> tuple:
     """One row of a hand-written query."""
     return execute(sql, params).fetchone()
+
+
+def query_all(sql: str, params: list) -> list[tuple]:
+    """Every row of a hand-written query."""
+    return execute(sql, params).fetchall()
+
+
+def raw(model, sql: str, params: list):
+    """Model instances from a hand-written query (`?` placeholders), converted as
+    peewee converts them, without building the statement anew each time."""
+    if proxy.obj.param != "?":
+        sql = sql.replace("?", proxy.obj.param)
+    return model.raw(sql, *params)
 
 
 # The database itself is unreachable or broken: not the message's fault, so it

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 from imapclient import DELETED, IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from mailproc import db
+from mailproc import db, lease
 from mailproc.config import MailboxConfig
 from mailproc.context import Context
 from mailproc.crashpoints import crashpoint
@@ -39,25 +39,79 @@ FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"]
 NETWORK_ERRORS = (OSError, socket.timeout, imaplib.IMAP4.abort, IMAPClientError)
 
 
+LEASE_WAIT_STEP = 2.0  # seconds between looks at a lease another process holds
+
+
 @dataclass
 class PollResult:
     mailbox: str
     fetched: int  # messages stored this poll
     error: str | None  # set when the poll gave up (after retries); never raises for network trouble
+    busy: str | None = None  # another process was polling this folder (its name); we did not
+
+
+class _Busy(Exception):
+    """Another process holds the folder's lease."""
+
+    def __init__(self, holder: str):
+        super().__init__(holder)
+        self.holder = holder
+
+
+def lease_name(box: MailboxConfig) -> str:
+    """The account and folder, not the mailbox's name: two configurations may name
+    one folder differently."""
+    return f"poll imap://{box.username}@{box.host}:{box.port}/{box.folder}"
 
 
 def poll(box: MailboxConfig, ctx: Context, handle: Callable[[list[Message]], None],
          stop: Callable[[], bool] = lambda: False, *, delays: tuple[float, ...] = RETRY_DELAYS,
-         max_batch_bytes: int = MAX_BATCH_BYTES) -> PollResult:
+         max_batch_bytes: int = MAX_BATCH_BYTES, wait_for_lease: float = 0) -> PollResult:
     """Store the mailbox's new messages and hand each batch's rows to `handle`.
 
     A failed attempt resumes from the checkpoint, so batches already stored
-    are not fetched again; `fetched` counts across attempts.
+    are not fetched again; `fetched` counts across attempts. When another
+    process is polling the folder, wait up to `wait_for_lease` seconds for it
+    to finish, then leave the folder to it (`busy` says who).
     """
     result = PollResult(mailbox=box.name, fetched=0, error=None)
+    holder = lease.new_holder()
+    if not _wait_for_lease(box, ctx, holder, result, wait_for_lease, stop):
+        return result
+    try:
+        _poll_with_retries(box, ctx, handle, stop, result, holder, delays, max_batch_bytes)
+    finally:
+        lease.release(lease_name(box), holder)
+    log.info("mailbox %s: fetched %d", box.name, result.fetched)
+    return result
+
+
+def _wait_for_lease(box: MailboxConfig, ctx: Context, holder: str, result: PollResult, wait: float,
+                    stop: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        other = lease.acquire(lease_name(box), holder, ctx.clock.now())
+        if other is None:
+            return True
+        if time.monotonic() >= deadline or _sleep(LEASE_WAIT_STEP, stop):
+            result.busy = other
+            log.warning("mailbox %s: %s is being polled by another process (%s); left to it this round",
+                        box.name, box.folder, other)
+            return False
+        log.info("mailbox %s: waiting for another process (%s) to finish polling %s", box.name, other, box.folder)
+
+
+def _poll_with_retries(box: MailboxConfig, ctx: Context, handle: Callable[[list[Message]], None],
+                       stop: Callable[[], bool], result: PollResult, holder: str,
+                       delays: tuple[float, ...], max_batch_bytes: int) -> None:
     for attempt in range(len(delays) + 1):
         try:
-            _poll_once(box, ctx, handle, stop, result, max_batch_bytes)
+            _poll_once(box, ctx, handle, stop, result, max_batch_bytes, holder)
+            break
+        except _Busy as exc:  # our lease ran out and another process took the folder
+            result.busy = exc.holder
+            log.warning("mailbox %s: lost the lease on %s to %s; stopping this poll", box.name, box.folder,
+                        exc.holder)
             break
         except LoginError as exc:
             # Retrying a refused login only risks locking the account.
@@ -74,8 +128,6 @@ def poll(box: MailboxConfig, ctx: Context, handle: Callable[[list[Message]], Non
             if _sleep(delays[attempt], stop):
                 result.error = problem
                 break
-    log.info("mailbox %s: fetched %d", box.name, result.fetched)
-    return result
 
 
 def _sleep(seconds: float, stop: Callable[[], bool]) -> bool:
@@ -115,7 +167,7 @@ def _close(client: IMAPClient) -> None:
 
 
 def _poll_once(box: MailboxConfig, ctx: Context, handle: Callable[[list[Message]], None],
-               stop: Callable[[], bool], result: PollResult, max_batch_bytes: int) -> None:
+               stop: Callable[[], bool], result: PollResult, max_batch_bytes: int, holder: str) -> None:
     client = connect(box)
     try:
         info = client.select_folder(box.folder, readonly=box.processed_folder is None)
@@ -130,6 +182,9 @@ def _poll_once(box: MailboxConfig, ctx: Context, handle: Callable[[list[Message]
         for batch in _batches(client, uids, box.batch_size, max_batch_bytes):
             if stop():
                 return
+            other = lease.acquire(lease_name(box), holder, ctx.clock.now())  # renewed batch by batch
+            if other is not None:
+                raise _Busy(other)
             rows = _store_batch(client, box, ctx, checkpoint, batch)
             result.fetched += len(rows)
             crashpoint("after_store")

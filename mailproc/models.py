@@ -240,8 +240,18 @@ class ImapCheckpoint(Base):
         indexes = ((("mailbox", "folder"), True),)
 
 
+class Lease(Base):
+    """Who may do a job that only one process at a time may do (poll a mailbox folder).
+
+    Held until `expires_at` and renewed while the work goes on, so a holder
+    that dies lets go by itself; one on this host that is gone is replaced at once."""
+    name = pw.CharField(unique=True)
+    holder = pw.CharField()  # host:pid:random, see lease.new_holder
+    expires_at = pw.DateTimeField()
+
+
 TABLES = [SchemaVersion, Team, Person, Customer, Contact, Case, CaseLink, Participant, Message,
-          Event, Outbox, ImapCheckpoint]
+          Event, Outbox, ImapCheckpoint, Lease]
 
 TYPE_LABELS = {"request": "Request for Service", "admin": "Admin Task",
                "enhancement": "Enhancement Request", "bug": "Bug / Report a Problem"}

@@ -33,13 +33,10 @@ on it instead would silently lose mail, which is worse.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from secrets import token_hex
 from typing import Callable, Iterator
 
 import aiosmtplib
@@ -47,6 +44,7 @@ import aiosmtplib
 from mailproc.context import Context
 from mailproc.crashpoints import crashpoint
 from mailproc.db import insert, make_durable, transaction, update
+from mailproc.lease import dead_here, new_holder
 from mailproc.models import Event, Outbox, aware, utc
 from mailproc.sentlog import SentLog
 
@@ -62,7 +60,8 @@ class DrainResult:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
-    down: str | None = field(default=None, compare=False)  # the server could not be used (unreachable, login refused, connection lost)
+    # the server could not be used: unreachable, login refused, connection lost
+    down: str | None = field(default=None, compare=False)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -88,26 +87,6 @@ def drain(ctx: Context, *, limit: int | None = None, stop: Callable[[], bool] = 
     return asyncio.run(_drain(ctx, limit, stop))
 
 
-def new_token() -> str:
-    """Names one drain: host, process and a random part. A claim by a process of
-    this host that no longer exists is known to be dead at once."""
-    return f"{socket.gethostname()}:{os.getpid()}:{token_hex(4)}"
-
-
-def _dead_here(token: str | None) -> bool:
-    host, _, rest = (token or "").partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def requeue_stale(now: datetime, journal: SentLog | None = None) -> int:
     """Rows left in 'sending' by a crash: recorded as sent when the journal says the
     server accepted them, else back to 'queued' (keeping their Message-ID) — at once
@@ -123,7 +102,7 @@ def requeue_stale(now: datetime, journal: SentLog | None = None) -> int:
         return 0
     accepted = journal.accepted() if journal is not None else {}
     for row in rows:
-        if not (row.claimed_at < cutoff or _dead_here(row.claimed_by)):
+        if not (row.claimed_at < cutoff or dead_here(row.claimed_by)):
             continue
         if accepted.get(row.id) == row.message_id:
             with transaction():
@@ -212,7 +191,7 @@ async def _drain(ctx: Context, limit: int | None, stop: Callable[[], bool]) -> D
     result = DrainResult()
     client: aiosmtplib.SMTP | None = None
     down: str | None = None  # why the server cannot be used for the rest of this drain
-    token = new_token()
+    token = new_holder()
     journal = SentLog(ctx.config.storage)
     accepted: list[_Accepted] = []  # in the journal, not yet recorded in the database
     in_flight: int | None = None  # handed to the server, outcome not yet known

@@ -41,18 +41,19 @@ def test_newer_schema_is_refused(db_url):
 
 def test_migrations_run_in_order_and_once(db_url, monkeypatch):
     calls = []
+    nxt = db.SCHEMA_VERSION + 1
 
-    def v2(database):
-        calls.append(2)
-        database.execute_sql("CREATE TABLE extra_v2 (id INTEGER PRIMARY KEY)")
+    def step(database):
+        calls.append(nxt)
+        database.execute_sql("CREATE TABLE extra_next (id INTEGER PRIMARY KEY)")
 
     database = db.open_database(db_url)
     make_case()
     db.close()
-    monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS + [(2, v2)])
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS + [(nxt, step)])
+    monkeypatch.setattr(db, "SCHEMA_VERSION", nxt)
     database = db.open_database(db_url)
-    assert calls == [2] and db.current_version(database) == 2 and Case.select().count() == 1
+    assert calls == [nxt] and db.current_version(database) == nxt and Case.select().count() == 1
     db.close()
     db.open_database(db_url)
-    assert calls == [2]
+    assert calls == [nxt]
