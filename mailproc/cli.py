@@ -12,7 +12,9 @@
     customers import FILE.csv
 
 Exit status: 0 success; 1 a runtime failure (e.g. a message kept as failed by
-`deliver`); 2 usage; 78 (EX_CONFIG) bad configuration, rules or templates —
+`deliver`); 2 usage; 75 (EX_TEMPFAIL) `run --once` could not poll a mailbox
+(unreachable, login refused, another process polling it) or could not use
+the SMTP server — each is named on stderr, and trying again later may work; 78 (EX_CONFIG) bad configuration, rules or templates —
 systemd's unit does not restart on 78, since restarting cannot fix a file.
 """
 
@@ -163,9 +165,12 @@ def dispatch(args, ctx: Context) -> int:
 
     if args.command == "run":
         if args.once:
-            counts = daemon.run_once(ctx)
-            log.info("run --once: %s", ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing new")
-            return 0
+            result = daemon.run_once(ctx)
+            log.info("run --once: %s",
+                     ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items())) or "nothing new")
+            for problem in result.problems:
+                print(f"mailproc: error: {problem}", file=sys.stderr)
+            return daemon.EX_TEMPFAIL if result.problems else 0
         return daemon.Daemon(ctx).run()
     if args.command == "ingest":
         if args.mailbox:

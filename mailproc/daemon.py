@@ -50,51 +50,72 @@ class Flags:
     reload: bool = False
 
 
-def intake(ctx: Context, stop=lambda: False, on_mail=lambda: None) -> dict[str, int]:
-    """Process what a crash left pending, then poll every mailbox once. Returns disposition
-    counts. `on_mail` is called before each batch of new mail is processed."""
-    counts: dict[str, int] = {}
+EX_TEMPFAIL = 75  # sysexits.h: a temporary failure; trying again later may work
+RUN_ONCE_LEASE_WAIT = 60.0  # seconds `run --once` waits for another process polling a mailbox
 
-    def add(more: dict[str, int]) -> None:
+
+@dataclass
+class Round:
+    """What one round of intake (and, for `run --once`, sending) did and what went wrong."""
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # each names the mailbox or the sender
+
+    def add(self, more: dict[str, int]) -> None:
         for k, v in more.items():
-            counts[k] = counts.get(k, 0) + v
+            self.counts[k] = self.counts.get(k, 0) + v
+
+
+def intake(ctx: Context, stop=lambda: False, on_mail=lambda: None, wait_for_lease: float = 0) -> Round:
+    """Process what a crash left pending, then poll every mailbox once. `on_mail` is called
+    before each batch of new mail is processed. A mailbox that could not be polled is
+    a problem of the round; it never stops the others."""
+    result = Round()
 
     def handle(rows) -> None:
         on_mail()
-        add(pipeline.process_all(ctx, rows, stop))
+        result.add(pipeline.process_all(ctx, rows, stop))
 
     db.reconnect_if_broken()
-    add(pipeline.process_pending(ctx, stop))
+    result.add(pipeline.process_pending(ctx, stop))
     for box in ctx.config.mailboxes:
         if stop():
             break
         try:
-            result = fetch.poll(box, ctx, handle, stop)
+            polled = fetch.poll(box, ctx, handle, stop, wait_for_lease=wait_for_lease)
         except db.DATABASE_DOWN:
             raise  # no mailbox can be handled; the round ends, the next one reconnects
-        except Exception:  # one mailbox's trouble must not skip the others
+        except Exception as exc:  # one mailbox's trouble must not skip the others
             log.exception("mailbox %s: poll failed; the other mailboxes go on", box.name)
+            result.problems.append(f"mailbox {box.name}: poll failed: {exc}")
             continue
-        if result.error:
-            log.error("mailbox %s: %s", box.name, result.error)
-    return counts
+        if polled.error:
+            log.error("mailbox %s: %s", box.name, polled.error)
+            result.problems.append(f"mailbox {box.name}: {polled.error}")
+        elif polled.busy and wait_for_lease:
+            result.problems.append(f"mailbox {box.name}: another process ({polled.busy}) was polling "
+                                   f"{box.folder}; not polled")
+    return result
 
 
-def run_once(ctx: Context, stop=lambda: False) -> dict[str, int]:
+def run_once(ctx: Context, stop=lambda: False) -> Round:
     """Poll every mailbox once and process, while a sender process drains the outbox; return
     when both are done. The sender starts with the first new mail (a poll that finds
-    nothing stays quick); what was already due is sent at the end. Raises MailprocError
-    if the sender died."""
+    nothing stays quick); what was already due is sent at the end. A mailbox that could
+    not be polled, or an SMTP server that could not be used, is in `problems`."""
     sender = SenderProcess(ctx.config, ctx.clock)
     try:
-        counts = intake(ctx, stop, on_mail=sender.ensure_started)
+        result = intake(ctx, stop, on_mail=sender.ensure_started, wait_for_lease=RUN_ONCE_LEASE_WAIT)
     finally:
         code = sender.finish()
-    if code != 0:
+    if code == EX_TEMPFAIL:
+        result.problems.append("sender: the SMTP server could not be used (see the log); mail stays queued")
+    elif code != 0:
         raise MailprocError(f"the sender process ended with exit status {code}; unsent mail stays queued")
     if not stop():
-        send.drain(ctx, stop=stop)
-    return counts
+        drained = send.drain(ctx, stop=stop)
+        if drained.down and code != EX_TEMPFAIL:
+            result.problems.append(f"sender: {drained.down}; mail stays queued")
+    return result
 
 
 class SenderProcess:
@@ -161,12 +182,13 @@ def _sender_main(config: config_mod.Config, offset, done, parent: int, log_level
     ctx = Context(config=config, rules=None, templates=None, clock=Clock.shifted(offset),
                   raw=RawStore(config.storage))
     db.open_database(config.database)
+    server_down = False
     try:
         while not stopping.stop and os.getppid() == parent:
             finishing = done.is_set()
             try:
                 db.reconnect_if_broken()
-                send.drain(ctx, stop=lambda: stopping.stop)
+                server_down = bool(send.drain(ctx, stop=lambda: stopping.stop).down) or server_down
             except db.DATABASE_DOWN as exc:
                 log.error("sender: database unavailable (%s); trying again shortly", exc)
             if finishing:
@@ -174,6 +196,8 @@ def _sender_main(config: config_mod.Config, offset, done, parent: int, log_level
             done.wait(SEND_EVERY_SECONDS / 5)
     finally:
         db.close()
+    if server_down:  # `run --once` reports it; the daemon's sender never gets here while it runs
+        raise SystemExit(EX_TEMPFAIL)
 
 
 @dataclass
@@ -205,7 +229,7 @@ class Daemon:
             log.exception("scheduled job %s failed; it will run again on schedule", name)
 
     def poll(self) -> None:
-        self._guarded("poll", lambda: intake(self.ctx, self.should_stop))
+        self._guarded("poll", lambda: intake(self.ctx, self.should_stop))  # problems are logged as they happen
 
     def keep_sender(self) -> None:
         """(Re)start the sender process if it is not running (it died, or after a reload)."""
