@@ -202,6 +202,7 @@ def cmd_cases(args) -> int:
     from mailproc import views
     from mailproc.models import Case
 
+    shown = views.shown  # human output: a sender's control characters are printed escaped
     if args.action == "list":
         rows = views.case_list(args.status)
         if args.json:
@@ -209,7 +210,7 @@ def cmd_cases(args) -> int:
         else:
             for r in rows:
                 print(f"#{r['number']:<6} {r['status']:<19} {r['priority']} {r['type']:<11} "
-                      f"{(r['team'] or '-'):<16} {r['contact']:<30} {r['summary'][:60]}")
+                      f"{shown(r['team'] or '-'):<16} {shown(r['contact']):<30} {shown(r['summary'][:60])}")
         return 0
     case = Case.get_or_none(Case.id == args.number)
     if case is None:
@@ -218,14 +219,14 @@ def cmd_cases(args) -> int:
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        print(f"Case #{data['number']}: {data['summary']}")
+        print(f"Case #{data['number']}: {shown(data['summary'])}")
         for key in ("status", "type", "priority", "tier", "team", "assignee", "contact", "company", "need_by"):
             rule = data["decided_by"].get(key)
-            print(f"  {key:<9} {data[key]}" + (f"   (by {rule})" if rule else ""))
+            print(f"  {key:<9} {shown(data[key])}" + (f"   (by {shown(rule)})" if rule else ""))
         print("  events:")
         for e in data["events"]:
             change = f"{e['field']}: {e['old'] or ''} -> {e['new']}" if e["field"] else (e["detail"] or e["new"] or "")
-            print(f"    {e['at']} {e['kind']:<15} {change}" + (f"  [{e['rule']}]" if e["rule"] else ""))
+            print(f"    {e['at']} {e['kind']:<15} {shown(change)}" + (f"  [{shown(e['rule'])}]" if e["rule"] else ""))
     return 0
 
 
@@ -247,10 +248,11 @@ def cmd_messages(args, ctx: Context) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
+        shown = views.shown  # human output: a sender's control characters are printed escaped
         for r in rows:
             print(f"{r['id']:<6} {r['state']:<8} {(r['disposition'] or '-'):<10} "
-                  f"{('#' + str(r['case'])) if r['case'] else '-':<7} {r['from']:<30} {r['subject'][:50]}"
-                  + (f"  ERROR: {r['error'][:80]}" if r["error"] else ""))
+                  f"{('#' + str(r['case'])) if r['case'] else '-':<7} {shown(r['from']):<30} "
+                  f"{shown(r['subject'][:50])}" + (f"  ERROR: {shown(r['error'][:80])}" if r["error"] else ""))
     return 0
 
 

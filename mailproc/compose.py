@@ -13,11 +13,19 @@ second, both UTF-8) and carries:
 
 `Precedence: bulk` is deliberately not set: RFC 3834 discourages it, and some
 servers drop such mail or treat it as a list message.
+
+Whatever a sender wrote reaches these headers only as one line of printable
+text, bounded in length, folded (RFC 5322 §2.1.1: no line over 998 octets,
+or servers refuse the mail with "500 Line too long"); a Message-ID that is
+not a plain bounded token is left out of In-Reply-To and References rather
+than sent. `printable_line`, `unlinked` and `greeting_name` prepare sender
+text for the templates.
 """
 
 from __future__ import annotations
 
 import binascii
+import re
 from datetime import datetime
 from email import policy
 from email.header import Header
@@ -29,6 +37,22 @@ from secrets import token_hex
 
 LOOP_HEADER = "X-Mailproc-Loop"
 MAX_REFERENCES = 20  # keep the first (thread root) and the most recent ones
+MAX_MESSAGE_ID = 250  # longer ids are not real (they come from robots or attacks) and are not repeated
+MAX_NAME = 100  # characters of a display name we repeat (greeting, contact name)
+MAX_SUBJECT_TEXT = 200  # characters of a sender's subject we repeat (summary, Re: subject)
+MAX_HEADER_TEXT = 500  # characters of any free-text header we send
+_FOLDABLE_WORD = 70  # a longer run without spaces cannot be folded as plain text: encode it
+
+# Control characters (C0, DEL, C1), lone surrogates, the byte-order mark and the
+# bidirectional controls that reorder the text around them on screen.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff"
+                          "\ud800-\udfff]")
+_LONG_WORD = re.compile(rf"\S{{{_FOLDABLE_WORD + 1},}}")
+_MESSAGE_ID = re.compile(r"[!-;=?-~]+")  # printable ASCII without space, < and >
+# What mail clients turn into links: a scheme's "://", and a dot between a letter and
+# a letter or digit (host names: "phish.example", "www.3com"); "1.2" stays as it is.
+_SCHEME = re.compile(r"://")
+_HOST_DOT = re.compile(r"(?<=[^\W\d_])[.\u3002\uff0e\uff61](?=[^\W_])|(?<=[^\W_])[.\u3002\uff0e\uff61](?=[^\W\d_])")
 
 
 def new_message_id(domain: str) -> str:
@@ -41,16 +65,48 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def printable_line(text: str, limit: int) -> str:
+    """`text` as one line of printable characters, at most `limit` long (an ellipsis
+    marks a cut). Line breaks and other white space become one space; control
+    characters are removed: in a header they would start a new line or confuse
+    the receiving software, in a terminal or a mail client they reorder or
+    recolour what the reader sees."""
+    text = " ".join(text.split())
+    if not text.isprintable():
+        text = " ".join(_UNPRINTABLE.sub("", text).split())
+    if len(text) > limit:
+        text = text[:limit - 1].rstrip() + "…"
+    return text
+
+
+def unlinked(text: str) -> str:
+    """Sender text that mail clients will not turn into a link: `http://phish.example`
+    becomes `http[:]//phish[.]example` (the "defanging" security teams use). Our
+    HTML is escaped, but clients also linkify plain text, in HTML and text parts
+    alike, so a name or subject would otherwise become a link in a mail that comes
+    from us."""
+    return _HOST_DOT.sub("[.]", _SCHEME.sub("[:]//", text))
+
+
+def greeting_name(name: str) -> str:
+    """The name to greet by, or "" when the display name is no name: one that holds
+    an address, a link or a host name is someone's message, not their name."""
+    name = printable_line(name, MAX_NAME)
+    return "" if "@" in name or unlinked(name) != name else name
+
+
 def references_chain(references: list[str], in_reply_to: str | None) -> list[str]:
     """The parent's References plus the parent, de-duplicated, capped in length.
 
     RFC 5322 §3.6.4: References = the parent's References followed by the
     parent's Message-ID. Long threads are trimmed to the root and the newest
-    ids, as most mail clients do.
+    ids, as most mail clients do. An id that is not a plain token of at most
+    MAX_MESSAGE_ID characters is dropped: no real mail has one, and one could
+    make a header line longer than SMTP allows.
     """
     chain: list[str] = []
     for ref in [*references, *([in_reply_to] if in_reply_to else [])]:
-        ref = ref.strip().strip("<>").strip()
+        ref = message_id_or_none(ref)
         if ref and ref not in chain:
             chain.append(ref)
     if len(chain) > MAX_REFERENCES:
@@ -58,15 +114,40 @@ def references_chain(references: list[str], in_reply_to: str | None) -> list[str
     return chain
 
 
-def _encoded(value: str) -> str | Header:
-    """RFC 2047-encode a header value only when it is not plain ASCII."""
-    return value if value.isascii() else Header(value, "utf-8")
+def message_id_or_none(value: str | None) -> str | None:
+    """A Message-ID (bare) fit to send, or None."""
+    value = (value or "").strip().strip("<>").strip()
+    if len(value) > MAX_MESSAGE_ID or not _MESSAGE_ID.fullmatch(value):
+        return None
+    return value
 
 
-def _address_list(values: list[str]) -> str:
-    """Addresses with non-ASCII display names encoded, as one header value."""
-    return ", ".join(formataddr((name, addr), charset="utf-8") if name else addr
-                     for name, addr in getaddresses([one_line(v) for v in values]))
+def header_text(value: str, limit: int = MAX_HEADER_TEXT) -> str | Header:
+    """A free-text header value: printable, one line, bounded, and foldable. Plain
+    ASCII with short words stays as it is (folded at its spaces); anything else is
+    RFC 2047-encoded, which folds anywhere."""
+    value = printable_line(value, limit)
+    if value.isascii() and not _LONG_WORD.search(value):
+        return value
+    return Header(value, "utf-8")
+
+
+def _address_list(values: list[str]) -> str | Header:
+    """Addresses as one header value; display names printable and bounded, non-ASCII
+    ones encoded (and folded) by `Header`."""
+    pairs = [(printable_line(name, MAX_NAME), addr.strip())
+             for name, addr in getaddresses([one_line(v) for v in values]) if addr.strip()]
+    if all(name.isascii() for name, _ in pairs):
+        return ", ".join(formataddr((name, addr)) if name else addr for name, addr in pairs)
+    header = Header(charset="utf-8")
+    for n, (name, addr) in enumerate(pairs):
+        separator = ", " if n < len(pairs) - 1 else ""
+        if name.isascii():
+            header.append(f"{formataddr((name, addr)) if name else addr}{separator}", "us-ascii")
+        else:
+            header.append(name, "utf-8")
+            header.append(f" <{addr}>{separator}", "us-ascii")
+    return header
 
 
 def _text_part(body: str, subtype: str) -> MIMENonMultipart:
@@ -92,20 +173,21 @@ def build(*, mail_from: str, to: list[str], subject: str, text: str, html: str, 
     msg["Date"] = format_datetime(now)
     msg["From"] = _address_list([mail_from])
     msg["To"] = _address_list(to)
-    msg["Subject"] = _encoded(one_line(subject))
+    msg["Subject"] = header_text(subject)
     msg["Message-ID"] = f"<{message_id}>"
-    if in_reply_to:
-        msg["In-Reply-To"] = f"<{in_reply_to.strip().strip('<>')}>"
-    chain = references_chain(references, in_reply_to)
+    parent = message_id_or_none(in_reply_to)
+    if parent:
+        msg["In-Reply-To"] = f"<{parent}>"
+    chain = references_chain(references, parent)
     if chain:
         msg["References"] = " ".join(f"<{ref}>" for ref in chain)
     if auto:
         msg["Auto-Submitted"] = auto
     msg["X-Auto-Response-Suppress"] = "All"
-    msg[LOOP_HEADER] = one_line(instance)
+    msg[LOOP_HEADER] = header_text(instance)
     for name, value in (extra_headers or {}).items():
         del msg[name]
-        msg[name] = _encoded(one_line(str(value)))
+        msg[name] = header_text(str(value))
     msg.attach(_text_part(text, "plain"))
     msg.attach(_text_part(html, "html"))
     return msg, message_id

@@ -46,8 +46,10 @@ def open_database(url: str) -> pw.Database:
     """Connect, bind the models, and bring the schema up to date."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path != ":memory:":  # customer mail: 0700 directory, 0600 file (and so -wal, -shm)
+            from mailproc.rawstore import private_dir, private_file
+            private_dir(Path(path).parent)
+            private_file(Path(path))
         database = pw.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS)
     else:
         from playhouse.db_url import connect as url_connect  # imports the PostgreSQL driver

@@ -18,9 +18,11 @@ import email.utils
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.headerregistry import AddressHeader
 from html.parser import HTMLParser
 from typing import Any
 
+import authres
 import mailparser
 
 
@@ -318,9 +320,9 @@ def _build(items: list[tuple[str, Any]], content_type: str, text: str, html: str
     headers: dict[str, list[str]] = {}
     for name, value in items:
         key = str(name).strip().lower()
-        value = _FOLD.sub("", _eight_bit(str(value), key, defects)).strip()
+        value = _clean(_FOLD.sub("", _eight_bit(str(value), key, defects)).strip())
         undecoded.setdefault(key, []).append(value)
-        headers.setdefault(key, []).append(_decode_words(value, defects))
+        headers.setdefault(key, []).append(_clean(_decode_words(value, defects)))
 
     def first(name: str) -> str:
         values = headers.get(name)
@@ -328,6 +330,10 @@ def _build(items: list[tuple[str, Any]], content_type: str, text: str, html: str
 
     senders = _addresses(undecoded.get("from", []), defects)
     message_ids = _message_ids(first("message-id"))
+    # Decoded text never holds NUL (PostgreSQL cannot store it); the raw bytes keep it.
+    text, html = _clean_body(text), _clean_body(html)
+    for attachment in attachments:
+        attachment.filename = _clean(attachment.filename)
     if not text and html:
         text = html_to_text(html)
     return ParsedMail(
@@ -349,6 +355,10 @@ def _build(items: list[tuple[str, Any]], content_type: str, text: str, html: str
         defects=defects,
         parser=parser,
     )
+
+
+def _clean_body(text: str) -> str:
+    return text.replace("\x00", "") if "\x00" in text else text
 
 
 def _eight_bit(value: str, name: str, defects: list[str]) -> str:
@@ -389,25 +399,82 @@ def _decode_words(value: str, defects: list[str]) -> str:
 
 
 MAX_ADDRESS = 254
+_BARE_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"@=]+@[^\s<>()\[\]\\,;:\"@=]+")
 
 
 def _addresses(values: list[str], defects: list[str]) -> list[tuple[str, str]]:
-    """(decoded name, lower-case bare address) pairs; names decoded after splitting, so a
-    comma inside an encoded name cannot split an address."""
-    try:
-        pairs = email.utils.getaddresses(values)
-    except Exception as exc:
-        defects.append(f"unreadable addresses: {_short(exc)}")
-        return []
+    """(decoded one-line name, lower-case bare address) pairs, in order.
+
+    `values` still hold their RFC 2047 words: an encoded name may decode to
+    `Smith, John` or `Eve\\r\\nBcc: evil@x`, so the list is split first and the
+    names decoded after, which the standard library's header registry does. A
+    value it cannot read falls back to `getaddresses` (names decoded after it).
+    """
     found = []
-    for name, addr in pairs:
-        addr = addr.strip().lower()
-        if not addr or "@" not in addr:
+    for value in values:
+        try:
+            pairs = _split_addresses(value)
+        except Exception as exc:  # the registry's parser raises on some broken headers
+            defects.append(f"address list not parsed by the header registry: {type(exc).__name__}: {_short(exc)}")
+            try:
+                pairs = [(_decode_words(name, defects), addr) for name, addr in email.utils.getaddresses([value])]
+            except Exception as exc2:
+                defects.append(f"unreadable addresses: {_short(exc2)}")
+                continue
+        for name, addr in pairs:
+            addr = _clean(addr).strip().lower()
+            if not addr or "@" not in addr:
+                continue
+            if len(addr) > MAX_ADDRESS:  # RFC 5321: no real mailbox is longer; the columns are not
+                defects.append(f"address longer than {MAX_ADDRESS} characters ignored: {addr[:40]}…")
+                continue
+            found.append((" ".join(_clean(name).split()), addr))
+    return found
+
+
+def _split_addresses(value: str) -> list[tuple[str, str]]:
+    """One header value -> (name, addr-spec) pairs, names decoded; `addr (Name)` keeps its comment."""
+    if _BARE_ADDRESS.fullmatch(value):  # the common case, without the parser's cost
+        return [("", value)]
+    pairs = []
+    for address in AddressHeader.value_parser(value).addresses:
+        for mailbox in address.all_mailboxes:
+            name = mailbox.display_name or _decode_words(" ".join(mailbox.comments), [])
+            pairs.append((name or "", mailbox.addr_spec or ""))
+    return pairs
+
+
+def _clean(text: str) -> str:
+    """Decoded header text as the database can store it: no NUL (PostgreSQL refuses
+    it in text) and no lone surrogates (what undecodable bytes in an encoded word
+    become), which no database driver or mail encoder accepts."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
+def authentication_results(mail: ParsedMail, authserv_id: str) -> list[tuple[str, str]]:
+    """(method, result) pairs, lower-case, from the Authentication-Results headers
+    of the server named `authserv_id`, e.g. [("spf", "pass"), ("dmarc", "fail")].
+
+    RFC 8601 §5: only the receiving server's own results mean anything; it
+    removes headers that claim its id, and anyone else's may be written by the
+    sender. A header that cannot be read proves nothing and is skipped.
+    """
+    wanted = authserv_id.strip().lower()
+    found = []
+    for value in mail.headers.get("authentication-results", []):
+        try:
+            header = authres.AuthenticationResultsHeader.parse_value(value)
+        except Exception:  # authres raises its own SyntaxError, and others on odd input
             continue
-        if len(addr) > MAX_ADDRESS:  # RFC 5321: no real mailbox is longer; the columns are not
-            defects.append(f"address longer than {MAX_ADDRESS} characters ignored: {addr[:40]}…")
-            continue
-        found.append((_decode_words(name, defects).strip(), addr))
+        if (header.authserv_id or "").lower() == wanted:
+            found += [(str(r.method).lower(), str(r.result).lower()) for r in header.results]
     return found
 
 

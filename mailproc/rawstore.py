@@ -3,6 +3,10 @@
 A message is written here, fsynced, and only then recorded in the database,
 so a row always has its bytes on disk. Writing the same bytes twice is a
 no-op, which makes re-fetching after a crash harmless.
+
+Customer mail is private: every directory created here is 0700 and every
+file 0600, whatever the umask (`private_dir`, `private_file`; the SQLite
+database is created the same way).
 """
 
 from __future__ import annotations
@@ -25,6 +29,41 @@ def _load_syncfs():
 
 _syncfs = _load_syncfs()
 
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` and its missing parents, each 0700. `Path.mkdir(parents=True)`
+    gives parents the umask's mode (0755 under the usual 022), and the mode given
+    to mkdir is itself reduced by the umask, hence the chmod."""
+    path = Path(path)
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:  # made meanwhile by another process; if not a directory the next step says so
+            continue
+        os.chmod(directory, DIR_MODE)
+
+
+def private_file(path: Path) -> None:
+    """Create `path` empty and 0600 unless it exists (an existing file keeps its mode).
+    For SQLite: it gives its -wal and -shm files the database file's mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+
 
 class RawStore:
     def __init__(self, root: Path):
@@ -40,9 +79,12 @@ class RawStore:
         target = self.path(digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            private_dir(target.parent)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # the umask may have taken bits away, a leftover may have others
+        with open(fd, "wb") as fh:
             fh.write(raw)
             if sync:
                 fh.flush()

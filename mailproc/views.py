@@ -1,12 +1,31 @@
-"""Cases and messages as plain dicts, for `--json` output and reports."""
+"""Cases and messages as plain dicts, for `--json` output and reports, and
+`shown` for printing their text to a terminal."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 from peewee import fn
 
 from mailproc.models import Case, Event, Message, Participant, aware
+
+
+# C0 and C1 controls, DEL, and the bidirectional controls that reorder a line on screen.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match) -> str:
+    code = ord(m.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shown(value) -> str:
+    """`value` as text safe to print on a terminal: a subject holding ESC could
+    otherwise recolour, clear or retitle the operator's terminal (and BEL, NUL or
+    a line break garble a listing). Controls are printed escaped, as `\\x1b`."""
+    text = "" if value is None else str(value)
+    return text if text.isprintable() else _CONTROL.sub(_escape, text)
 
 
 def _time(value):

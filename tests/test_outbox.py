@@ -173,3 +173,46 @@ def test_limit_comes_from_config(ctx, case):
     for minute in range(3):
         assert queue(relaxed, case, now=T0 + timedelta(minutes=minute)) is not None
     assert queue(relaxed, case, now=T0 + timedelta(minutes=5)) is None
+
+
+def header_lines(raw: bytes) -> list[bytes]:
+    return raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+def test_headers_are_printable_folded_and_bounded():
+    huge_id = "x" * 5000 + "@customer.example"
+    msg, _ = compose.build(
+        mail_from="Support <support@example.com>", to=["N\x00\x1bame\u202e " * 40 + "<ana@customer.example>"],
+        subject="red\x1b[31m bell\x07 nul\x00 " + "S" * (1 << 20), text="t", html="h", in_reply_to=huge_id,
+        references=[huge_id, "root@customer.example", "with space@x", "bell\x07@x", "ok@customer.example"],
+        instance="desk\r\nBcc: evil@x.example", now=T0, domain="example.com",
+        extra_headers={"X-Note": "é" * 3000})
+    raw = compose.as_bytes(msg)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert all(len(line) <= 100 for line in header_lines(raw))
+    back = parsed(raw)
+    for name, value in back.items():
+        assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f or c == "\u202e" for c in str(value)), name
+    assert back["Subject"].startswith("red[31m bell nul SSS") and len(back["Subject"]) <= compose.MAX_HEADER_TEXT
+    assert back["In-Reply-To"] is None
+    assert back["References"].split() == ["<root@customer.example>", "<ok@customer.example>"]
+    assert back["X-Mailproc-Loop"] == "desk Bcc: evil@x.example" and back["Bcc"] is None
+    assert back["To"].addresses[0].addr_spec == "ana@customer.example"
+    assert len(back["To"].addresses) == 1
+
+
+def test_sender_text_for_templates_is_one_printable_bounded_line():
+    assert compose.printable_line("a\r\nb\tc\x00d\x1b[0m\x07 e\u2028f\u202eg", 100) == "a b cd[0m e fg"
+    assert compose.printable_line("x" * 500, 200) == "x" * 199 + "…"
+    assert compose.printable_line("Olá, João 👋", 100) == "Olá, João 👋"
+
+
+def test_links_in_sender_text_are_broken_so_clients_do_not_link_them():
+    assert compose.unlinked("Unlock it at http://phish.example/a?b=c") == "Unlock it at http[:]//phish[.]example/a?b=c"
+    assert compose.unlinked("www.3com.com ana@bank.example bücher.example") == \
+        "www[.]3com[.]com ana@bank[.]example bücher[.]example"
+    assert compose.unlinked("Version 1.2 costs 3.50, see section 4.1. Thanks.") == \
+        "Version 1.2 costs 3.50, see section 4.1. Thanks."
+    assert compose.greeting_name("Dr. Ana M. Souza") == "Dr. Ana M. Souza"
+    for not_a_name in ("Your account is locked. Unlock it at phish.example", "ana@bank.example", "http://x"):
+        assert compose.greeting_name(not_a_name) == ""

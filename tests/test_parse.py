@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailproc.parse import ParsedMail, html_to_text, parse, parse_with_email
+from mailproc.parse import ParsedMail, authentication_results, html_to_text, parse, parse_with_email
 
 MAIL = Path(__file__).parent / "mail"
 
@@ -261,3 +261,43 @@ def test_bad_encoded_words_and_ids_degrade_gracefully():
     assert m.subject == "é ok"
     assert any("bogus-charset" in d for d in m.defects)
     assert m.message_id is None and m.references == ["a@b"]
+
+
+def test_encoded_names_are_decoded_after_the_address_list_is_split():
+    m = parse(b"From: =?utf-8?q?Eve=0D=0ABcc:_evil@x.example?= <a@h.example>\r\n"
+              b"To: =?utf-8?q?Smith,_John?= <j@h.example>, =?utf-8?b?RG9lLCBKYW5l?= <d@h.example>\r\n"
+              b"Cc: x@h.example (Old =?utf-8?q?St=C3=BFle?=)\r\nReply-To: =?utf-8?q?a,b?= <r@h.example>\r\n\r\nhi")
+    assert (m.from_addr, m.from_name) == ("a@h.example", "Eve Bcc: evil@x.example")
+    assert m.to == ["j@h.example", "d@h.example"] and m.reply_to == ["r@h.example"]
+    assert m.cc == ["x@h.example"]
+    assert parse(b"From: =?utf-8?q?Smith,_John?= <j@h.example>\r\n\r\nhi").from_name == "Smith, John"
+    assert parse(b"From: x@h.example (Old =?utf-8?q?St=C3=BFle?=)\r\n\r\nhi").from_name == "Old Stÿle"
+
+
+def test_unreadable_address_header_falls_back_and_never_raises():
+    m = parse(b"From: a@b.example <<<>>> ,;:\r\nTo: ,,,@@@ <\r\n\r\nhi")
+    assert isinstance(m, ParsedMail) and m.from_addr in ("a@b.example", "")
+
+
+@pytest.mark.parametrize("parser", [parse, parse_with_email])
+def test_decoded_text_holds_no_nul_and_no_lone_surrogates(parser):
+    raw = (b"From: =?utf-8?q?Nu=00ll?= <n@h.example>\r\nTo: =?utf-8?b?////?= <t@h.example>\r\n"
+           b"Subject: before\x00after =?utf-8?q?and=00more?=\r\nX-Thing: a\x00b\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n\r\nbody\x00text\r\n")
+    m = parser(raw)
+    assert (m.subject, m.from_name, m.text.strip()) == ("beforeafter andmore", "Null", "bodytext")
+    assert m.header("x-thing") == "ab"
+    for value in [m.subject, m.from_name, m.text, m.html, *(v for vs in m.headers.values() for v in vs)]:
+        assert "\x00" not in value
+        value.encode("utf-8")  # no lone surrogates: a database driver would refuse them
+
+
+def test_authentication_results_only_from_the_named_server():
+    m = parse(b"From: a@h.example\r\n"
+              b"Authentication-Results: MX.Ours.example; spf=pass smtp.mailfrom=h.example;\r\n"
+              b" dmarc=fail header.from=h.example\r\n"
+              b"Authentication-Results: mx.ours.example; ;; unreadable\r\n"
+              b"Authentication-Results: forger.example; dmarc=pass header.from=h.example\r\n\r\nhi")
+    assert authentication_results(m, "mx.ours.example") == [("spf", "pass"), ("dmarc", "fail")]
+    assert authentication_results(m, "forger.example") == [("dmarc", "pass")]
+    assert authentication_results(m, "nobody.example") == []

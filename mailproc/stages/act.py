@@ -13,9 +13,10 @@ import logging
 from datetime import datetime
 
 
-from mailproc import db, outbox
+from mailproc import compose, db, outbox
 from mailproc.models import (PRIORITY_LABELS, TYPE_LABELS, Case, CaseLink, Contact, Event, Message, Participant,
                              aware, utc)
+from mailproc.parse import authentication_results
 from mailproc.stages import Work
 from mailproc.stages.thread import clean_subject, is_agent, token_regex
 
@@ -142,14 +143,17 @@ def _new_case(work: Work) -> None:
     work.disposition = "new_case"
     contact_addr = mail.reply_to[0] if mail.reply_to else mail.from_addr
     now, arrived = utc(work.now), utc(_arrived(work))
-    summary = clean_subject(mail.subject, token_regex(ctx.config.case_token)) or "(no subject)"
+    # What the sender wrote, as it may appear in our mails and on a terminal: one line, printable, bounded.
+    summary = compose.printable_line(clean_subject(mail.subject, token_regex(ctx.config.case_token)),
+                                     compose.MAX_SUBJECT_TEXT) or "(no subject)"
+    contact_name = compose.printable_line(mail.from_name, compose.MAX_NAME)
     customer = work.customer
     values = dict(
         mailbox=work.message.mailbox,
         type=fields.get("type", "request"), status=fields.get("status", "new"),
         priority=fields.get("priority", "P6"), tier=fields.get("tier", "triage"), team=fields.get("team"),
-        contact=contact_addr, contact_name=mail.from_name[:255], customer=customer,
-        company=fields.get("company"), summary=summary[:500], description=mail.text[:DESCRIPTION_LIMIT],
+        contact=contact_addr, contact_name=contact_name, customer=customer,
+        company=fields.get("company"), summary=summary, description=mail.text[:DESCRIPTION_LIMIT],
         need_by=fields.get("need_by"), partner=bool(fields.get("partner")),
         tags=list(fields.get("tags") or []), admin_task_type=fields.get("admin_task_type"),
         internal=bool(fields.get("internal")), needs_triage=bool(fields.get("needs_triage")),
@@ -170,7 +174,7 @@ def _new_case(work: Work) -> None:
               rule="thread:closed-case")
     db.insert(Participant, case=case, address=contact_addr, role="contact")
     _add_participants(work, case, known={contact_addr})
-    _seen(contact_addr, work, name=mail.from_name)
+    _seen(contact_addr, work, name=contact_name)
     _acknowledge(work, case)
 
 
@@ -180,6 +184,10 @@ def _acknowledge(work: Work, case: Case) -> None:
     if suppress & SUPPRESS_VALUES:
         event(work, case, "mail_suppressed", actor="mailproc", new="acknowledgement",
               detail="sender asked for no automatic replies (X-Auto-Response-Suppress)")
+        return
+    dmarc = _dmarc_failure(work)
+    if dmarc:
+        event(work, case, "mail_suppressed", actor="mailproc", new="acknowledgement", detail=dmarc)
         return
     box = work.mailbox or (ctx.config.mailboxes[0] if ctx.config.mailboxes else None)
     if box is None:
@@ -191,13 +199,31 @@ def _acknowledge(work: Work, case: Case) -> None:
     expected_by = sla.expected_response(case.priority, _arrived(work))
     token = ctx.config.case_token.format(number=case.id)
     context = dict(
-        case=case, token=token, contact_name=mail.from_name, expected_response=target.phrase,
-        expected_by=expected_by.astimezone(ctx.config.timezone), type_label=TYPE_LABELS[case.type],
-        priority_label=PRIORITY_LABELS[case.priority], escalated=escalated(case),
-        is_bug=case.type == "bug", mailbox_address=box.address, original_subject=mail.subject)
+        case=_as_shown(case), token=token, contact_name=compose.greeting_name(case.contact_name),
+        expected_response=target.phrase, expected_by=expected_by.astimezone(ctx.config.timezone),
+        type_label=TYPE_LABELS[case.type], priority_label=PRIORITY_LABELS[case.priority],
+        escalated=escalated(case), is_bug=case.type == "bug", mailbox_address=box.address,
+        original_subject=compose.unlinked(compose.printable_line(mail.subject, compose.MAX_SUBJECT_TEXT)))
     outbox.render_and_queue(ctx, kind="acknowledgement", case=case, to=case.contact, mail_from=box.address,
                             context=context, in_reply_to=mail.message_id,
                             references=list(mail.references), now=work.now)
+
+
+def _dmarc_failure(work: Work) -> str | None:
+    """Why not to answer a sender whose domain failed DMARC at our receiving server
+    (the From is likely forged: the answer would be backscatter to a stranger), or
+    None. Only the results of `[auth] authserv_id` count; without it none are read."""
+    authserv_id = work.ctx.config.authserv_id
+    if not authserv_id or ("dmarc", "fail") not in authentication_results(work.mail, authserv_id):
+        return None
+    return f"sender failed DMARC at {authserv_id} (Authentication-Results): the From address may be forged"
+
+
+def _as_shown(case: Case) -> Case:
+    """A copy of the case for templates, with the sender's words in it (summary, name)
+    unable to become links in the mail we send; the stored case keeps them as written."""
+    return Case(**{**case.__data__, "summary": compose.unlinked(case.summary),
+                   "contact_name": compose.greeting_name(case.contact_name)})
 
 
 def escalated(case: Case) -> bool:
