@@ -15,10 +15,8 @@ One run, one Dovecot mailbox, one SMTP catcher, the same generated corpus:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import pwd
 import socket
 import statistics
 import subprocess
@@ -55,23 +53,6 @@ class SmtpSink:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait()
-
-
-def load_maildir(dovecot: Dovecot, user: str, mails: list[bytes]) -> None:
-    """Write the corpus straight into the user's Maildir/new (far faster than APPEND)."""
-    root = dovecot.maildir(user)
-    for sub in ("new", "cur", "tmp"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    ent = pwd.getpwnam("dovecot")
-    t0 = corpus.T0.timestamp()
-    for i, raw in enumerate(mails):
-        path = root / "new" / f"{int(t0) + i}.M{i}P1.bench,S={len(raw)}"
-        path.write_bytes(raw)
-        os.utime(path, (t0 + i, t0 + i))
-    for dirpath, _dirs, files in os.walk(root.parent):
-        os.chown(dirpath, ent.pw_uid, ent.pw_gid)
-        for f in files:
-            os.chown(os.path.join(dirpath, f), ent.pw_uid, ent.pw_gid)
 
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "reference_loop.py"
@@ -167,7 +148,7 @@ def main() -> int:
     try:
         mails = corpus.generate(args.mails)
         dovecot.add_user("bench", "bench")
-        load_maildir(dovecot, "bench", mails)
+        dovecot.load("bench", mails, corpus.T0)
 
         box = dict(name="support", host=dovecot.host, port=dovecot.port, username="bench", password="bench",
                    address="support@bench.example")
@@ -193,7 +174,7 @@ def main() -> int:
 
         if args.rss_mails:
             dovecot.add_user("big", "bench")
-            load_maildir(dovecot, "big", corpus.generate(args.rss_mails, seed=11))
+            dovecot.load("big", corpus.generate(args.rss_mails, seed=11), corpus.T0)
             box_big = dict(box, username="big")
             config_big = write_config(work / "site-big", mailboxes=[box_big], smtp=dict(host=smtp.host, port=smtp.port))
             seconds, rss = run_mailproc(config_big)

@@ -65,7 +65,7 @@ def lease_name(box: MailboxConfig) -> str:
 
 
 def poll(box: MailboxConfig, ctx: Context, handle: Callable[[list[Message]], None],
-         stop: Callable[[], bool] = lambda: False, *, delays: tuple[float, ...] = RETRY_DELAYS,
+         stop: Callable[[], bool] = lambda: False, *, delays: tuple[float, ...] | None = None,
          max_batch_bytes: int = MAX_BATCH_BYTES, wait_for_lease: float = 0) -> PollResult:
     """Store the mailbox's new messages and hand each batch's rows to `handle`.
 
@@ -75,6 +75,7 @@ def poll(box: MailboxConfig, ctx: Context, handle: Callable[[list[Message]], Non
     to finish, then leave the folder to it (`busy` says who).
     """
     result = PollResult(mailbox=box.name, fetched=0, error=None)
+    delays = RETRY_DELAYS if delays is None else delays
     holder = lease.new_holder()
     if not _wait_for_lease(box, ctx, holder, result, wait_for_lease, stop):
         return result

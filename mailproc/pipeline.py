@@ -150,6 +150,7 @@ def _stages(ctx: Context, work: Work) -> str:
             if db.execute(_TAKE_SQL, [message.id]).rowcount != 1:
                 log.info("message %s was already taken by another process", message.id)
                 return "skipped"
+            crashpoint("processing", key=work.mail.subject)
             for stage in STAGES:
                 stage.run(work)
     except db.DATABASE_DOWN:

@@ -257,3 +257,20 @@ class Dovecot:
             client.append(folder, raw, flags=flags, msg_time=internaldate)
         finally:
             client.logout()
+
+    def load(self, user: str, mails: list[bytes], start: datetime) -> None:
+        """Put many mails into the user's INBOX at once, written straight into its
+        Maildir/new (far faster than APPEND); mail i arrives at `start` + i seconds."""
+        root = self.maildir(user)
+        for sub in ("new", "cur", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        ent = pwd.getpwnam("dovecot")
+        t0 = start.timestamp()
+        for i, raw in enumerate(mails):
+            path = root / "new" / f"{int(t0) + i}.M{i}P{os.getpid()}.mailproc,S={len(raw)}"
+            path.write_bytes(raw)
+            os.utime(path, (t0 + i, t0 + i))
+        for dirpath, _dirs, files in os.walk(root.parent):
+            os.chown(dirpath, ent.pw_uid, ent.pw_gid)
+            for f in files:
+                os.chown(os.path.join(dirpath, f), ent.pw_uid, ent.pw_gid)

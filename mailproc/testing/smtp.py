@@ -31,6 +31,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     message: EmailMessage
+    at: float = 0.0  # time.time() when the server answered 250 (just before the answer is written)
 
 
 class _Handler:
@@ -52,7 +53,7 @@ class _Handler:
             return failure
         data = bytes(envelope.content)
         message = email.message_from_bytes(data, policy=email.policy.default)
-        self.catcher._add(Received(envelope.mail_from, list(envelope.rcpt_tos), data, message))
+        self.catcher._add(Received(envelope.mail_from, list(envelope.rcpt_tos), data, message, time.time()))
         return "250 Message accepted for delivery"
 
 
