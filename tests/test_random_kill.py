@@ -1,0 +1,93 @@
+"""kill -9 of the whole process group (intake and its sender together) at random moments.
+
+What an operator's `systemctl kill -s KILL`, the OOM killer or a power cut does.
+Every trial adds mail, starts `run --once` in a session of its own, kills the
+group after a random delay, and the next trial goes on from there; a last run
+finishes the work. Then every mail has its case once, every customer got their
+acknowledgement, and a mail that arrived twice is allowed only when the
+server's 250 for its first copy came within a few milliseconds of a kill:
+that window is SMTP's own (the process died between the server's answer and
+the journal line), not ours.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import timedelta
+
+import pytest
+
+from mailproc import db
+from mailproc.config import load
+from mailproc.models import Case, Message
+
+from helpers import T0, mail
+
+WINDOW = 0.005  # seconds between the server's 250 and a kill within which a second copy is SMTP's limit
+
+
+def trials(dovecot, imap_user, smtp, make_config, db_url, count: int, per_trial: int = 8) -> None:
+    user, password = imap_user
+    config = make_config(database=db_url, mailboxes=[dict(
+        name="support", host=dovecot.host, port=dovecot.port, username=user, password=password,
+        address="support@example.com", batch_size=3)], smtp=dict(host=smtp.host, port=smtp.port))
+    env = {k: v for k, v in os.environ.items() if k != "MAILPROC_CRASH_AT"}
+    rng = random.Random(int(os.environ.get("MAILPROC_KILL_SEED", "7")))
+    kills: list[float] = []
+    total = 0
+    for trial in range(count):
+        mails = [mail(f"Trial {trial} question {i}", "text", sender=f"t{trial}c{i}@example.org",
+                      message_id=f"t{trial}m{i}") for i in range(per_trial)]
+        dovecot.load(user, mails, T0 + timedelta(hours=trial))
+        total += per_trial
+        proc = subprocess.Popen([sys.executable, "-m", "mailproc", "--config", str(config), "run", "--once"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        time.sleep(rng.uniform(0.3, 2.0))
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills.append(time.time())
+        except ProcessLookupError:
+            pass  # it finished first
+        proc.wait()
+        time.sleep(0.05)  # a sender orphaned for a moment notices its parent is gone
+    for _ in range(2):
+        last = subprocess.run([sys.executable, "-m", "mailproc", "--config", str(config), "run", "--once"],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert last.returncode == 0, last.stderr
+
+    received = smtp.wait_for(total, timeout=30)
+    copies: dict[str, list[float]] = defaultdict(list)
+    for r in received:
+        copies[r.message["Message-ID"]].append(r.at)
+    late = []
+    for message_id, times in copies.items():
+        if len(times) < 2:
+            continue
+        first = min(times)
+        kill = min((k for k in kills if k >= first), default=None)
+        if kill is None or kill - first > WINDOW:
+            late.append((message_id, None if kill is None else round(kill - first, 4)))
+    assert not late, f"sent twice, the first 250 well before any kill: {late}"
+    assert sorted({r.rcpt_tos[0] for r in received}) == sorted(
+        f"t{t}c{i}@example.org" for t in range(count) for i in range(per_trial))
+
+    db.open_database(load(config).database)
+    assert Message.select().where(Message.state != "done").count() == 0
+    assert Case.select().count() == total
+    db.close()
+
+
+def test_random_kills_of_the_process_group_send_nothing_twice(dovecot, imap_user, smtp, make_config, db_url):
+    trials(dovecot, imap_user, smtp, make_config, db_url, count=5)
+
+
+@pytest.mark.slow
+def test_many_random_kills(dovecot, imap_user, smtp, make_config, db_url):
+    trials(dovecot, imap_user, smtp, make_config, db_url, count=int(os.environ.get("MAILPROC_KILL_TRIALS", "30")))
