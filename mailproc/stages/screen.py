@@ -1,22 +1,47 @@
-"""Screening: is this a normal mail, or our own mail, a bounce, an auto-reply,
-bulk mail or spam?
+"""Screening: is this a normal mail, or our own mail, a bounce, an automatic
+reply or report, bulk mail or spam?
 
 It runs before any case logic because none of these may ever get an automatic
-answer: two robots answering each other is how mail loops start. The rules
-(header names, header and subject patterns) live in rules/screening.toml so a
-new vacation subject or list header is an edit, not a release. Kinds are tried
-in a fixed order (loop, bounce, auto_reply, bulk, rejected) because a bounce
-usually also carries `Auto-Submitted`, and an auto-reply may come from a list.
+answer: two robots answering each other is how mail loops start, and answering
+a forged sender is backscatter. What a mail is, is read first from what the
+mail system itself says, then from our rules, tried in this fixed order:
 
-For bounces the delivery-status report is read, so `act` can link the bounce
-to the case of the mail that bounced and mark the address undeliverable.
-Screening reads nothing from the database and writes nothing.
+1. `[[loop]]` rules: our own mail coming back.
+2. Structure: any `multipart/report` (RFC 6522) is machine-made; its
+   `report-type` says which kind. A delivery-status report is a bounce; feedback
+   and abuse reports (ARF), read receipts (disposition-notification), TLS and
+   other reports are automatic mail recorded as `auto_reply` (noted on a case
+   if they thread to one, never answered). Trace: `report:<report-type>`.
+3. `[[bounce]]` rules.
+4. GNU Mailman's bounce detectors (flufl.bounce), for mail that shows a sign
+   of coming from a machine (null reverse path, no sender, Auto-Submitted) but
+   that no rule called a bounce: they recognise the formats of many MTAs and
+   say who failed. Trace: `flufl.bounce`. They are not run on other mail: they
+   also "find" the quoted bounce in a person's question about it.
+5. `[[auto_reply]]` and `[[bulk]]` rules.
+6. A null reverse path (`Return-Path: <>`, or the MAILER-DAEMON that some MTAs
+   write for it) is used only for mail that must never be answered (RFC 5321
+   4.5.5, RFC 3834): automatic, `auto_reply`. Trace: `null-reverse-path`.
+7. `[[rejected]]` rules (spam flagged upstream).
+
+The rules (header names, header, sender, subject and body patterns) live in
+rules/screening.toml so a new vacation subject or list header is an edit, not a
+release. A person who forwards a bounce to us is still a person: subject
+rules are anchored at the start (so "Fwd: Undelivered Mail" is not one), only
+the top-level content type counts (a forwarded report is an attachment), and
+the detectors of step 4 never see mail without a machine's sign.
+
+For bounces the delivery-status report (or the detectors, or an Amazon SES
+notification) is read, so `act` can link the bounce to the case of the mail
+that bounced and mark the address undeliverable. Screening reads nothing from
+the database and writes nothing.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 from dataclasses import dataclass
 from email.message import Message
@@ -24,13 +49,20 @@ from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
+import flufl.bounce
+
 from mailproc.errors import ConfigError
 from mailproc.parse import ParsedMail
 from mailproc.rules import TomlLines, compile_pattern, read_toml
 from mailproc.stages import Bounce, Work
 
 KINDS = ("loop", "bounce", "auto_reply", "bulk", "rejected")
-RULE_KEYS = {"name", "header", "pattern", "equals_instance", "from", "from_ours", "subject"}
+RULE_KEYS = {"name", "header", "pattern", "equals_instance", "from", "from_ours", "subject", "body"}
+# The trace names of the checks built into the code; no rule may take one.
+BUILT_IN = ("report", "flufl.bounce", "null-reverse-path")
+# Body patterns look at this much of the plain text: enough for any notice's
+# opening, bounded for a 30 MB mail.
+BODY_LIMIT = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -43,6 +75,7 @@ class ScreenRule:
     sender: re.Pattern[str] | None = None  # the From address matches
     from_ours: bool = False  # the From address is one of our mailboxes
     subject: tuple[re.Pattern[str], ...] = ()  # any of these matches the subject
+    body: tuple[re.Pattern[str], ...] = ()  # any of these matches the start of the plain text
 
 
 @dataclass(frozen=True)
@@ -71,6 +104,9 @@ def load_rules(path: Path) -> ScreeningRules:
             rule = _rule(kind, entry, path, where)
             if rule.name in names:
                 raise ConfigError(f"rule name {rule.name!r} is used twice", file=str(path), where=where)
+            if rule.name.split(":")[0] in BUILT_IN:
+                raise ConfigError(f"rule name {rule.name!r} is taken by a built-in check "
+                                  f"({', '.join(BUILT_IN)})", file=str(path), where=where)
             names.add(rule.name)
             rules.append(rule)
     return ScreeningRules(rules=tuple(rules))
@@ -92,15 +128,19 @@ def _rule(kind: str, entry: dict[str, Any], path: Path, where: str | None) -> Sc
     for key in ("equals_instance", "from_ours"):
         if key in entry and not isinstance(entry[key], bool):
             raise fail(f"{key} must be true or false (rule {name!r})")
-    subject = entry.get("subject", [])
-    if isinstance(subject, str):
-        subject = [subject]
-    if not isinstance(subject, list) or not all(isinstance(s, str) for s in subject):
-        raise fail(f"subject must be a list of patterns (rule {name!r})")
+    patterns = {}
+    for key in ("subject", "body"):
+        value = entry.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail(f"{key} must be a list of patterns (rule {name!r})")
+        patterns[key] = tuple(compile_pattern(v, path, where or kind) for v in value)
     if ("pattern" in entry or entry.get("equals_instance")) and "header" not in entry:
         raise fail(f"pattern and equals_instance need a header = \"...\" (rule {name!r})")
     if not any(k in entry for k in ("header", "from", "subject")) and not entry.get("from_ours"):
-        raise fail(f"rule {name!r} has no condition; it would match every mail")
+        # body alone is not enough: a customer may paste any notice into a question
+        raise fail(f"rule {name!r} has no condition on header, from or subject; it would match every mail")
     return ScreenRule(
         kind=kind,
         name=name.strip(),
@@ -109,28 +149,129 @@ def _rule(kind: str, entry: dict[str, Any], path: Path, where: str | None) -> Sc
         equals_instance=entry.get("equals_instance", False),
         sender=compile_pattern(entry["from"], path, where or kind) if "from" in entry else None,
         from_ours=entry.get("from_ours", False),
-        subject=tuple(compile_pattern(s, path, where or kind) for s in subject),
+        subject=patterns["subject"],
+        body=patterns["body"],
     )
 
 
 # --- matching -------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # one of KINDS
+    name: str  # what decided it, for the trace: a rule's name or a built-in check
+    bounce: Bounce | None = None  # already read (by the detectors), for a bounce
+
+
 def run(work: Work) -> None:
-    """Set work.screen (and work.bounce) from the first rule that matches.
+    """Set work.screen (and work.bounce) from the first check that says what the mail is.
 
     A mail the pipeline already refused (too large, unparseable) keeps that
     verdict: a rule here must not turn it back into something to act on.
     """
     if work.screen is not None:
         return
-    rule = match(work.ctx.rules.screening, work.mail, instance=work.ctx.config.instance,
-                 ours=work.ctx.config.our_addresses)
-    if rule is None:
+    verdict = classify(work.ctx.rules.screening, work.mail, work.raw, instance=work.ctx.config.instance,
+                       ours=work.ctx.config.our_addresses)
+    if verdict is None:
         return
-    work.screen = rule.kind
-    work.note("screen", rule.name)
-    if rule.kind == "bounce":
-        work.bounce = read_bounce(work.raw, work.mail)
+    work.screen = verdict.kind
+    work.note("screen", verdict.name)
+    if verdict.kind == "bounce":
+        work.bounce = verdict.bounce or read_bounce(work.raw, work.mail)
+
+
+def classify(rules: ScreeningRules, mail: ParsedMail, raw: bytes, *, instance: str,
+             ours: frozenset[str]) -> Verdict | None:
+    """What the mail is, by the checks in the order of the module's docstring; None: a normal mail."""
+    def first(kind: str) -> Verdict | None:
+        rule = next((r for r in rules.rules if r.kind == kind and _matches(r, mail, instance, ours)), None)
+        return Verdict(rule.kind, rule.name) if rule is not None else None
+
+    verdict = first("loop")
+    if verdict is not None:
+        return verdict
+    report = report_type(mail, raw)
+    if report is not None:
+        return Verdict("bounce" if report == "delivery-status" else "auto_reply", f"report:{report}")
+    verdict = first("bounce")
+    if verdict is not None:
+        return verdict
+    if machine_made(mail):
+        found = detected_bounce(raw, mail)
+        if found is not None:
+            return Verdict("bounce", "flufl.bounce", found)
+    verdict = first("auto_reply") or first("bulk")
+    if verdict is not None:
+        return verdict
+    if null_reverse_path(mail):
+        return Verdict("auto_reply", "null-reverse-path")
+    return first("rejected")
+
+
+_REPORT_TYPE = re.compile(r"""report-type\s*=\s*["']?\s*([\w.+-]+)""", re.I)
+
+
+def report_type(mail: ParsedMail, raw: bytes) -> str | None:
+    """The report-type of a top-level multipart/report (RFC 6522), lower-case; None if not a report.
+
+    Only the top level counts: a report a person forwards as an attachment is
+    inside their multipart/mixed. A report without the (required) parameter is
+    still a report: a delivery-status part inside makes it a bounce.
+    """
+    if mail.content_type != "multipart/report":
+        return None
+    found = _REPORT_TYPE.search(" ".join(mail.headers.get("content-type", [])))
+    if found:
+        return found.group(1).lower()
+    return "delivery-status" if re.search(rb"(?im)^content-type:\s*message/delivery-status", raw) else "unknown"
+
+
+_NULL_PATH = re.compile(r"^\s*<?\s*(mailer-daemon(@[^\s>]*)?)?\s*>?\s*$", re.I)
+
+
+def null_reverse_path(mail: ParsedMail) -> bool:
+    """Return-Path: <> -- or <MAILER-DAEMON>, as sendmail and qmail record the null sender."""
+    return any(_NULL_PATH.match(value) for value in mail.headers.get("return-path", []))
+
+
+def machine_made(mail: ParsedMail) -> bool:
+    """A sign that a machine sent this, not a person: null reverse path, no sender, Auto-Submitted."""
+    if null_reverse_path(mail) or not mail.from_addr:
+        return True
+    return any(not re.match(r"\s*no\s*(;|$)", v, re.I) for v in mail.headers.get("auto-submitted", []) if v.strip())
+
+
+def detected_bounce(raw: bytes, mail: ParsedMail) -> Bounce | None:
+    """Mailman's bounce detectors: a Bounce if they find any failed address, else None."""
+    message = _std_message(raw)
+    if message is None:
+        return None
+    temporary, permanent = _flufl_failures(message)
+    if not temporary and not permanent:
+        return None
+    bounce = read_bounce(raw, mail, message)
+    return bounce if bounce.recipients else None
+
+
+def _std_message(raw: bytes) -> Message | None:
+    try:
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    except Exception:  # RecursionError and friends
+        return None
+
+
+def _flufl_failures(message: Message) -> tuple[list[str], list[str]]:
+    """(temporary, permanent) failed addresses, lower-case; nothing if a detector breaks on the mail."""
+    try:
+        temporary, permanent = flufl.bounce.all_failures(message)
+    except Exception:  # a detector that trips on a strange mail must not cost the mail
+        return [], []
+
+    def clean(found: frozenset[bytes]) -> list[str]:
+        addresses = (a.decode("ascii", "replace").strip().strip("<>").lower() for a in found)
+        return sorted(a for a in addresses if re.fullmatch(_ADDRESS, a))
+    return clean(temporary), clean(permanent)
 
 
 def match(rules: ScreeningRules, mail: ParsedMail, *, instance: str, ours: frozenset[str]) -> ScreenRule | None:
@@ -157,6 +298,10 @@ def _matches(rule: ScreenRule, mail: ParsedMail, instance: str, ours: frozenset[
         return False
     if rule.subject and not any(p.search(mail.subject) for p in rule.subject):
         return False
+    if rule.body:
+        text = mail.text[:BODY_LIMIT]
+        if not any(p.search(text) for p in rule.body):
+            return False
     return True
 
 
@@ -184,18 +329,18 @@ class _Recipient:
     diagnostic: str
 
 
-def read_bounce(raw: bytes, mail: ParsedMail) -> Bounce:
+def read_bounce(raw: bytes, mail: ParsedMail, message: Message | None = None) -> Bounce:
     """What a bounce says: who failed, which mail of ours it was, why, for good or not.
 
     The raw bytes are parsed again with the standard library because the DSN
     fields and the returned original's headers are structure mail-parser
-    flattens away. Standard reports (RFC 3464) first; plain-text bounces
-    (Exim, qmail, old Postfix) by the lines they always print.
+    flattens away. Standard reports (RFC 3464) first; an Amazon SES
+    notification by its JSON; plain-text bounces (Exim, qmail, old Postfix) by
+    the lines they always print; and whoever Mailman's detectors find failed
+    and we did not is added, since they know many more MTAs' formats.
     """
-    try:
-        message = email.message_from_bytes(raw, policy=email.policy.compat32)
-    except Exception:  # RecursionError and friends: fall back to what parse() saw
-        message = None
+    if message is None:
+        message = _std_message(raw)  # None: fall back to what parse() saw
     recipients: list[_Recipient] = []
     original_id: str | None = None
     texts: list[str] = []
@@ -220,11 +365,57 @@ def read_bounce(raw: bytes, mail: ParsedMail) -> Bounce:
             continue
     text = "\n".join(texts) if texts or message is not None else mail.text
     if not recipients:
+        recipients, ses_id = _ses_recipients(text)
+        original_id = original_id or ses_id
+    if not recipients:
         recipients = _plain_recipients(text, mail)
     if original_id is None:
         found = _MESSAGE_ID_LINE.search(text)
         original_id = found.group(1) if found else None
+    if message is not None:
+        recipients += _detected_recipients(message, {r.address for r in recipients}, text)
     return _summarise(recipients, original_id, text)
+
+
+def _detected_recipients(message: Message, known: set[str], text: str) -> list[_Recipient]:
+    """Failed addresses Mailman's detectors find that our own reading did not."""
+    temporary, permanent = _flufl_failures(message)
+    reply = _SMTP_REPLY.search(text)
+    reason = _clean(reply.group(0)) if reply else ""
+    found = [_Recipient(address=a, action="failed", status="5.0.0", diagnostic=reason) for a in permanent]
+    found += [_Recipient(address=a, action="delayed", status="4.0.0", diagnostic=reason)
+              for a in temporary if a not in permanent]
+    return [r for r in found if r.address not in known]
+
+
+def _ses_recipients(text: str) -> tuple[list[_Recipient], str | None]:
+    """Amazon SES bounce notifications (delivered by SNS as e-mail): a JSON object.
+
+    Returns the bounced recipients and the Message-ID of the mail that
+    bounced, if its headers were included.
+    """
+    start = text.find('{"notificationType"')
+    if start < 0:
+        start = text.find("{")
+        if start < 0 or '"notificationType"' not in text[start:start + 200]:
+            return [], None
+    try:
+        notice, _ = json.JSONDecoder(strict=False).raw_decode(text[start:])  # SNS folds long lines
+    except ValueError:
+        return [], None
+    if not isinstance(notice, dict) or notice.get("notificationType") != "Bounce":
+        return [], None
+    bounce = notice.get("bounce") or {}
+    permanent = bounce.get("bounceType") == "Permanent"
+    found = []
+    for entry in bounce.get("bouncedRecipients") or []:
+        if isinstance(entry, dict) and "@" in str(entry.get("emailAddress", "")):
+            status = str(entry.get("status") or ("5.0.0" if permanent else "4.0.0"))
+            found.append(_Recipient(address=_dsn_address(entry["emailAddress"]) or "", action="failed",
+                                    status=status, diagnostic=_clean(str(entry.get("diagnosticCode") or ""))))
+    headers = (notice.get("mail") or {}).get("headers") or []
+    ids = [h.get("value") for h in headers if isinstance(h, dict) and str(h.get("name", "")).lower() == "message-id"]
+    return [r for r in found if r.address], (_message_id(ids[0]) if ids else None)
 
 
 def _dsn_blocks(part: Message) -> list[Message]:
