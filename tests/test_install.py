@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -101,8 +102,13 @@ def clean_env() -> dict[str, str]:
 
 @pytest.mark.slow
 def test_the_built_wheel_in_a_fresh_venv_answers_mail(tmp_path, dovecot, imap_user, smtp):
+    # Built from a copy of the working tree: setuptools builds in the source tree, and a
+    # build/ left there by an earlier build would put stale files into this wheel.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "storage", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", "results"))
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
                    check=True, timeout=600, cwd=tmp_path)
     [wheel] = wheels.glob("mailproc-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
