@@ -413,3 +413,10 @@ def test_body_condition_and_its_limits(tmp_path):
     path.write_text('[[bounce]]\nname = "flufl.bounce"\nheader = "X"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="built-in check"):
         screen.load_rules(path)
+
+
+def test_report_of_no_stated_type_is_a_bounce_when_the_detectors_find_one(make_work):
+    raw = report(None, "Content-Type: text/plain\n\n" + QMAIL_BODY, sender="postmaster@mx.example.jp")
+    work = screened(make_work, raw)
+    assert (work.screen, work.trace) == ("bounce", ["screen:flufl.bounce"])
+    assert work.bounce.recipients == ["gone@customer.example"]

@@ -11,7 +11,8 @@ mail system itself says, then from our rules, tried in this fixed order:
    `report-type` says which kind. A delivery-status report is a bounce; feedback
    and abuse reports (ARF), read receipts (disposition-notification), TLS and
    other reports are automatic mail recorded as `auto_reply` (noted on a case
-   if they thread to one, never answered). Trace: `report:<report-type>`.
+   if they thread to one, never answered). Trace: `report:<report-type>`; a
+   report that gives no type is a bounce if the detectors of step 4 find one.
 3. `[[bounce]]` rules.
 4. GNU Mailman's bounce detectors (flufl.bounce), for mail that shows a sign
    of coming from a machine (null reverse path, no sender, Auto-Submitted) but
@@ -192,6 +193,10 @@ def classify(rules: ScreeningRules, mail: ParsedMail, raw: bytes, *, instance: s
     if verdict is not None:
         return verdict
     report = report_type(mail, raw)
+    if report == "unknown":  # a report that does not say its type: the detectors may know it
+        found = detected_bounce(raw, mail)
+        if found is not None:
+            return Verdict("bounce", "flufl.bounce", found)
     if report is not None:
         return Verdict("bounce" if report == "delivery-status" else "auto_reply", f"report:{report}")
     verdict = first("bounce")
