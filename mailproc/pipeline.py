@@ -180,12 +180,14 @@ def _prepare(ctx: Context, message: Message) -> Work:
     if oversized:
         work.screen = "rejected"
         work.note("pipeline", f"too-large:{message.size}>{ctx.config.max_message_size}")
-    elif mail.parser == "headers-only" and not mail.from_addr:
-        work.screen = "rejected"
-        work.note("pipeline", "unparseable")
     elif not mail.from_addr:
-        work.screen = "rejected"
-        work.note("pipeline", "no-sender")
+        # Bounces and other automatic mail often have no sender (From: <>): screening
+        # says what they are, so a bounce still marks its address. Only mail that is
+        # nothing automatic is rejected for having no one to answer.
+        screen.run(work)
+        if work.screen is None:
+            work.screen = "rejected"
+            work.note("pipeline", "unparseable" if mail.parser == "headers-only" else "no-sender")
     return work
 
 
