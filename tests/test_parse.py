@@ -301,3 +301,18 @@ def test_authentication_results_only_from_the_named_server():
     assert authentication_results(m, "mx.ours.example") == [("spf", "pass"), ("dmarc", "fail")]
     assert authentication_results(m, "forger.example") == [("dmarc", "pass")]
     assert authentication_results(m, "nobody.example") == []
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("J. Smith <J@X.example>", [("J. Smith", "j@x.example")]),
+    ('"Smith, John" <j@x.example>, b@x.example', [("Smith, John", "j@x.example"), ("", "b@x.example")]),
+    ("a@x.example,, Bob  Bobson <b@x.example>", [("", "a@x.example"), ("Bob Bobson", "b@x.example")]),
+    ("Jöhn Dœ <j@x.example>", [("Jöhn Dœ", "j@x.example")]),
+    ("undisclosed-recipients:;", []),
+    ('"quoted local"@x.example', [("", '"quoted local"@x.example')]),
+    ("Team: a@x.example, B <b@x.example>;", [("", "a@x.example"), ("B", "b@x.example")]),
+])
+def test_plain_and_structured_address_lists(value, expected):
+    m = parse(f"From: {value}\r\nTo: {value}\r\n\r\nhi".encode())
+    assert (m.from_name, m.from_addr) == (expected[0] if expected else ("", ""))
+    assert m.to == [addr for _, addr in expected]

@@ -221,7 +221,8 @@ def _dmarc_failure(work: Work) -> str | None:
 
 def _as_shown(case: Case) -> Case:
     """A copy of the case for templates, with the sender's words in it (summary, name)
-    unable to become links in the mail we send; the stored case keeps them as written."""
+    unable to become links in the mail we send; the stored case keeps them readable
+    (one printable line, not defanged) for the support team."""
     return Case(**{**case.__data__, "summary": compose.unlinked(case.summary),
                    "contact_name": compose.greeting_name(case.contact_name)})
 
