@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_check(config: config_mod.Config, clock: Clock) -> int:
-    from mailproc.defaults import in_force
+    from mailproc.defaults import in_force, shipped
     from mailproc.rules import load_rules
     from mailproc.templates import Templates
 
@@ -142,6 +142,13 @@ def cmd_check(config: config_mod.Config, clock: Clock) -> int:
     files += [("templates", f) for f in templates.in_force()]
     for kind, f in files:  # origin: shipped, override (the site's file replaces the shipped one), added
         print(f"  {kind + '/' + f.name:<36} {f.origin:<9} {f.path}")
+    # Before the defaults shipped in the package, `rules` and `templates` defaulted to
+    # these directories next to the config; a site that relied on that must now name them.
+    for key, chosen in (("rules", config.rules_dir), ("templates", config.templates_dir)):
+        beside = config.path.parent / key
+        if chosen is None and beside.is_dir() and beside.resolve() != shipped(key):
+            print(f"mailproc: note: {beside} is not used; to use its files, set {key} = {key} in [mailproc]",
+                  file=sys.stderr)
     return 0
 
 

@@ -77,6 +77,17 @@ def test_check_shows_which_file_is_in_force(tmp_path, capsys):
     assert "  templates/acknowledgement.html.j2    shipped   " in out
 
 
+def test_check_notes_a_rules_directory_beside_the_config_that_is_no_longer_read(tmp_path, capsys):
+    config = write_config(tmp_path / "site", mailboxes=[dict(name="support", host="127.0.0.1", port=9,
+                                                             username="u", password="pw", address=SUPPORT)])
+    (tmp_path / "site" / "rules").mkdir()
+    code, _ = run(config, "check")
+    err = capsys.readouterr().err
+    assert code == 0
+    assert f"note: {tmp_path / 'site' / 'rules'} is not used; to use its files, set rules = rules" in err
+    assert "templates" not in err
+
+
 def test_a_site_template_is_what_the_customer_receives(tmp_path, dovecot, imap_user, smtp, capsys):
     overrides = tmp_path / "site-templates"
     overrides.mkdir()
