@@ -296,7 +296,7 @@ def _case_token(core: _Section) -> str:
     the text around one literal `{number}`, so no other `{}` field, format spec or
     escaped brace may appear; and it must say something besides the number, or
     every '#123' in a subject would be taken for a case."""
-    token = core.str("case_token", "[Case #{number}]")
+    token = core.str("case_token") or "[Case #{number}]"
     literal = token.replace("{number}", "", 1)
     if "{number}" not in token or "{" in literal or "}" in literal:
         raise core.error("case_token", "must contain {number} once and no other { or }, e.g. [Case #{number}]")
@@ -325,7 +325,7 @@ def _override_dir(core: _Section, key: str, resolve) -> Path | None:
 
 
 def _database_url(core: _Section, base: Path, storage: Path) -> str:
-    url = core.str("database", f"sqlite:///{storage / 'mailproc.sqlite3'}")
+    url = core.str("database") or f"sqlite:///{storage / 'mailproc.sqlite3'}"
     if url.startswith("sqlite:///"):
         target = url[len("sqlite:///"):]
         if target != ":memory:":
