@@ -433,6 +433,9 @@ def _addresses(values: list[str], defects: list[str]) -> list[tuple[str, str]]:
             if len(addr) > MAX_ADDRESS:  # RFC 5321: no real mailbox is longer; the columns are not
                 defects.append(f"address longer than {MAX_ADDRESS} characters ignored: {addr[:40]}…")
                 continue
+            if not addr.isprintable():  # no mailbox has them; they would reach our headers
+                defects.append(f"address with control characters ignored: {addr[:40]!r}")
+                continue
             found.append((" ".join(_clean(name).split()), addr))
     return found
 

@@ -316,3 +316,9 @@ def test_plain_and_structured_address_lists(value, expected):
     m = parse(f"From: {value}\r\nTo: {value}\r\n\r\nhi".encode())
     assert (m.from_name, m.from_addr) == (expected[0] if expected else ("", ""))
     assert m.to == [addr for _, addr in expected]
+
+
+def test_addresses_with_control_characters_are_not_addresses():
+    m = parse(b'From: "esc\x1b"@h.example\r\nTo: a\x07b@h.example, ok@h.example\r\nCc: "a\x85b"@h.example\r\n\r\nhi')
+    assert (m.from_addr, m.to, m.cc) == ("", ["ok@h.example"], [])
+    assert any("control characters" in d for d in m.defects)
