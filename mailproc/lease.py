@@ -24,14 +24,27 @@ TTL = timedelta(minutes=10)  # far longer than one batch takes; renewed after ea
 
 
 def new_holder() -> str:
-    """Names one holder: host, process and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{token_hex(4)}"
+    """Names one holder: host, process, the process's start time and a random part.
+    The start time tells a live process from a new one that was given the same
+    pid (pids are reused, quickly on a busy host)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_started(pid) or 0}:{token_hex(4)}"
+
+
+def _started(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (Linux /proc); None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()  # the command name may hold spaces and parentheses
+    return int(fields[19]) if len(fields) > 19 else None
 
 
 def dead_here(holder: str | None) -> bool:
     """The holder was a process of this host that no longer exists."""
-    host, _, rest = (holder or "").partition(":")
-    pid = rest.partition(":")[0]
+    host, pid, started = ((holder or "").split(":") + ["", "", ""])[:3]
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -39,8 +52,9 @@ def dead_here(holder: str | None) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    return False
+        pass
+    now_started = _started(int(pid))
+    return started.isdigit() and int(started) != 0 and now_started is not None and now_started != int(started)
 
 
 _TAKE_SQL = ("INSERT INTO lease (name, holder, expires_at) VALUES (?, ?, ?)"

@@ -5,9 +5,9 @@ Every trial adds mail, starts `run --once` in a session of its own, kills the
 group after a random delay, and the next trial goes on from there; a last run
 finishes the work. Then every mail has its case once, every customer got their
 acknowledgement, and a mail that arrived twice is allowed only when the
-server's 250 for its first copy came within a few milliseconds of a kill:
-that window is SMTP's own (the process died between the server's answer and
-the journal line), not ours.
+server's 250 for its first copy came within a few milliseconds before a kill,
+or after it (the client had sent the whole mail and died before reading the
+answer): that window is SMTP's own, not ours.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 
 from mailproc import db
 from mailproc.config import load
-from mailproc.models import Case, Message
+from mailproc.models import Case, Message, Outbox
 
 from helpers import T0, mail
 
@@ -33,6 +33,10 @@ from helpers import T0, mail
 # when a sender that recorded its sends in the database had to wait.
 BODY = "My export stopped working after the upgrade; the page says error 500.\n" * 1500
 WINDOW = 0.005  # seconds between the server's 250 and a kill within which a second copy is SMTP's limit
+# A 250 the server wrote after the kill (the client had sent the final dot, then
+# died before reading the answer) is the same limit; the server takes a moment
+# to read and parse a long mail before it answers.
+AFTER = 0.25
 
 
 def trials(dovecot, imap_user, smtp, make_config, db_url, count: int, per_trial: int) -> None:
@@ -43,12 +47,14 @@ def trials(dovecot, imap_user, smtp, make_config, db_url, count: int, per_trial:
     env = {k: v for k, v in os.environ.items() if k != "MAILPROC_CRASH_AT"}
     rng = random.Random(int(os.environ.get("MAILPROC_KILL_SEED", "7")))
     kills: list[float] = []
+    history: list[tuple] = []  # (started, killed, exit status) per trial, for the failure message
     total = 0
     for trial in range(count):
         mails = [mail(f"Trial {trial} question {i}", BODY, sender=f"t{trial}c{i}@example.org",
                       message_id=f"t{trial}m{i}") for i in range(per_trial)]
         dovecot.load(user, mails, T0 + timedelta(hours=trial))
         total += per_trial
+        started = time.time()
         proc = subprocess.Popen([sys.executable, "-m", "mailproc", "--config", str(config), "run", "--once"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
@@ -59,13 +65,17 @@ def trials(dovecot, imap_user, smtp, make_config, db_url, count: int, per_trial:
         except ProcessLookupError:
             pass  # it finished first
         proc.wait()
+        history.append((round(started, 3), round(kills[-1], 3) if kills else None, proc.returncode))
         time.sleep(0.05)  # a sender orphaned for a moment notices its parent is gone
     for _ in range(2):
         last = subprocess.run([sys.executable, "-m", "mailproc", "--config", str(config), "run", "--once"],
                               capture_output=True, text=True, env=env, timeout=120)
         assert last.returncode == 0, last.stderr
 
-    received = smtp.wait_for(total, timeout=30)
+    try:
+        received = smtp.wait_for(total, timeout=30)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; not sent: {unsent(config)}") from None
     copies: dict[str, list[float]] = defaultdict(list)
     for r in received:
         copies[r.message["Message-ID"]].append(r.at)
@@ -74,10 +84,10 @@ def trials(dovecot, imap_user, smtp, make_config, db_url, count: int, per_trial:
         if len(times) < 2:
             continue
         first = min(times)
-        kill = min((k for k in kills if k >= first), default=None)
-        if kill is None or kill - first > WINDOW:
-            late.append((message_id, None if kill is None else round(kill - first, 4)))
-    assert not late, f"sent twice, the first 250 well before any kill: {late}"
+        if not any(kill - WINDOW <= first <= kill + AFTER for kill in kills):
+            kill = min((k for k in kills if k >= first), default=None)
+            late.append((message_id, [round(t, 3) for t in times], None if kill is None else round(kill - first, 4)))
+    assert not late, f"sent twice, the first 250 well before any kill: {late}; trials: {history}"
     assert sorted({r.rcpt_tos[0] for r in received}) == sorted(
         f"t{t}c{i}@example.org" for t in range(count) for i in range(per_trial))
 
@@ -85,6 +95,17 @@ def trials(dovecot, imap_user, smtp, make_config, db_url, count: int, per_trial:
     assert Message.select().where(Message.state != "done").count() == 0
     assert Case.select().count() == total
     db.close()
+
+
+def unsent(config) -> list:
+    """What the database says of the mail that did not arrive, for the failure message."""
+    db.open_database(load(config).database)
+    try:
+        return ([(o.id, o.state, o.attempts, o.last_error, str(o.next_attempt_at))
+                 for o in Outbox.select().where(Outbox.state != "sent")]
+                + [(m.id, m.state, m.attempts, m.error) for m in Message.select().where(Message.state != "done")])
+    finally:
+        db.close()
 
 
 def test_random_kills_of_the_process_group_send_nothing_twice(dovecot, imap_user, smtp, make_config, db_url):

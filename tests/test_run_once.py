@@ -182,6 +182,13 @@ def test_an_expired_lease_or_a_dead_local_holder_is_taken_over(make_config, sqli
     assert lease.acquire("job2", "me", now) is None  # its process is gone: no need to wait
 
 
+def test_a_reused_pid_does_not_keep_a_dead_holder_alive():
+    host, pid, started, rand = lease.new_holder().split(":")
+    assert not lease.dead_here(f"{host}:{pid}:{started}:{rand}")  # this very process
+    assert lease.dead_here(f"{host}:{pid}:{int(started) + 1}:{rand}")  # same pid, another process
+    assert not lease.dead_here(f"elsewhere:{pid}:{int(started) + 1}:{rand}")  # another host: cannot know
+
+
 # --- the send journal ----------------------------------------------------------------------
 
 
