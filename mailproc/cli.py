@@ -14,8 +14,9 @@
 Exit status: 0 success; 1 a runtime failure (e.g. a message kept as failed by
 `deliver`); 2 usage; 75 (EX_TEMPFAIL) `run --once` could not poll a mailbox
 (unreachable, login refused, another process polling it) or could not use
-the SMTP server — each is named on stderr, and trying again later may work; 78 (EX_CONFIG) bad configuration, rules or templates —
-systemd's unit does not restart on 78, since restarting cannot fix a file.
+the SMTP server — each is named on stderr, and trying again later may work;
+78 (EX_CONFIG) bad configuration, rules or templates — systemd's unit does
+not restart on 78, since restarting cannot fix a file.
 """
 
 from __future__ import annotations
