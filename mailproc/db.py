@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 
 proxy = pw.DatabaseProxy()
 
-SQLITE_PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal",
-                  "busy_timeout": 30000, "cache_size": -16000}
+# busy_timeout first: switching a new file to WAL takes a lock, and a second
+# process opening the file at that moment must wait for it, not fail at once.
+SQLITE_PRAGMAS = {"busy_timeout": 30000, "journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal",
+                  "cache_size": -16000}
 
 
 def _v1(database: pw.Database) -> None:

@@ -28,22 +28,25 @@ def new_holder() -> str:
     The start time tells a live process from a new one that was given the same
     pid (pids are reused, quickly on a busy host)."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_started(pid) or 0}:{token_hex(4)}"
+    stat = _stat(pid)
+    return f"{socket.gethostname()}:{pid}:{stat[1] if stat else 0}:{token_hex(4)}"
 
 
-def _started(pid: int) -> int | None:
-    """When the process started, in clock ticks since boot (Linux /proc); None if unknown."""
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) from Linux's /proc; None if unknown."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
     except OSError:
         return None
     fields = stat[stat.rfind(b")") + 2:].split()  # the command name may hold spaces and parentheses
-    return int(fields[19]) if len(fields) > 19 else None
+    return (fields[0].decode(), int(fields[19])) if len(fields) > 19 else None
 
 
 def dead_here(holder: str | None) -> bool:
-    """The holder was a process of this host that no longer exists."""
+    """The holder was a process of this host that no longer runs: gone, a zombie
+    nobody has reaped yet (a killed process whose parent died with it), or its
+    pid now belongs to another process."""
     host, pid, started = ((holder or "").split(":") + ["", "", ""])[:3]
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -53,8 +56,11 @@ def dead_here(holder: str | None) -> bool:
         return True
     except PermissionError:
         pass
-    now_started = _started(int(pid))
-    return started.isdigit() and int(started) != 0 and now_started is not None and now_started != int(started)
+    stat = _stat(int(pid))
+    if stat is None:
+        return False
+    state, now_started = stat
+    return state in ("Z", "X") or (started.isdigit() and int(started) != 0 and now_started != int(started))
 
 
 _TAKE_SQL = ("INSERT INTO lease (name, holder, expires_at) VALUES (?, ?, ?)"

@@ -23,7 +23,7 @@ from datetime import timedelta
 
 import pytest
 
-from mailproc import db
+from mailproc import db, lease
 from mailproc.config import load
 from mailproc.models import Case, Message, Outbox
 
@@ -101,8 +101,8 @@ def unsent(config) -> list:
     """What the database says of the mail that did not arrive, for the failure message."""
     db.open_database(load(config).database)
     try:
-        return ([(o.id, o.state, o.attempts, o.last_error, str(o.next_attempt_at))
-                 for o in Outbox.select().where(Outbox.state != "sent")]
+        return ([(o.id, o.state, o.attempts, o.last_error, o.claimed_by, str(o.claimed_at),
+                  lease.dead_here(o.claimed_by)) for o in Outbox.select().where(Outbox.state != "sent")]
                 + [(m.id, m.state, m.attempts, m.error) for m in Message.select().where(Message.state != "done")])
     finally:
         db.close()

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -187,6 +188,20 @@ def test_a_reused_pid_does_not_keep_a_dead_holder_alive():
     assert not lease.dead_here(f"{host}:{pid}:{started}:{rand}")  # this very process
     assert lease.dead_here(f"{host}:{pid}:{int(started) + 1}:{rand}")  # same pid, another process
     assert not lease.dead_here(f"elsewhere:{pid}:{int(started) + 1}:{rand}")  # another host: cannot know
+
+
+def test_a_killed_process_nobody_has_reaped_yet_is_dead():
+    child = subprocess.Popen([sys.executable, "-c", "import mailproc.lease as l; print(l.new_holder(), flush=True)"],
+                             stdout=subprocess.PIPE, text=True)
+    holder = child.stdout.readline().strip()
+    try:
+        deadline = time.monotonic() + 10
+        while not open(f"/proc/{child.pid}/stat").read().split(") ")[1].startswith("Z"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert lease.dead_here(holder)  # a zombie: its pid still answers kill(pid, 0)
+    finally:
+        child.wait()
 
 
 # --- the send journal ----------------------------------------------------------------------
