@@ -186,14 +186,18 @@ def _sender_main(config: config_mod.Config, offset, done, parent: int, log_level
     try:
         while not stopping.stop and os.getppid() == parent:
             finishing = done.is_set()
+            busy = False
             try:
                 db.reconnect_if_broken()
-                server_down = bool(send.drain(ctx, stop=lambda: stopping.stop).down) or server_down
+                drained = send.drain(ctx, stop=lambda: stopping.stop)
+                server_down = bool(drained.down) or server_down
+                busy = bool(drained.sent) and not drained.down  # more may have been queued meanwhile
             except db.DATABASE_DOWN as exc:
                 log.error("sender: database unavailable (%s); trying again shortly", exc)
             if finishing:
                 break
-            done.wait(SEND_EVERY_SECONDS / 5)
+            if not busy:
+                done.wait(SEND_EVERY_SECONDS / 5)
     finally:
         db.close()
     if server_down:  # `run --once` reports it; the daemon's sender never gets here while it runs

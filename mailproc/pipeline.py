@@ -49,7 +49,7 @@ _TAKE_SQL = "UPDATE message SET state = 'processing' WHERE id = ? AND state = 'p
 MAX_ATTEMPTS = 3  # attempts that never finished before a message is parked as failed
 # A batch is held in memory whole (raw bytes and parse) and holds the write lock
 # while it commits: bounded in count and in bytes.
-BATCH_MESSAGES = 100
+BATCH_MESSAGES = 25
 BATCH_BYTES = 50 * 1024 * 1024
 
 _COUNT_ATTEMPT_SQL = "UPDATE message SET attempts = attempts + 1 WHERE state = 'pending' AND id IN ({})"
