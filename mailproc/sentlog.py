@@ -22,6 +22,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from mailproc.rawstore import private_dir
+
 NAME = "sent.journal"
 PRUNE_ABOVE = 256 * 1024  # bytes; below this the journal is left to grow
 
@@ -35,7 +37,7 @@ class SentLog:
         """Note that the server accepted outbox row `outbox_id`; no fsync: the point is
         to outlive the process, and a power loss undoes the database's last commits too."""
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_SH)
         try:
