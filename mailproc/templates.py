@@ -15,6 +15,10 @@ acknowledgement.txt.j2 and keep the shipped HTML part and layout.
 Variables are strict (a misspelt name is an error, not a blank in a
 customer's mail), HTML is autoescaped (customer text cannot inject markup),
 text is not (it is not HTML). Errors name the template file and line.
+
+Every rendered subject loses its command groups (`[status=resolved]`, see
+`mailproc.subject`), whatever the template or the sender's text put there;
+the `reply_subject` filter builds "Re: <subject> <token>".
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from jinja2 import meta
 
 from mailproc import defaults
 from mailproc.errors import ConfigError
+from mailproc.subject import reply_subject, strip_commands
 
 _SUBJECT = re.compile(r"Subject:[ \t]*(.*)")
-_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|vs|res|antw|odp|r)\s*:", re.I)
 
 
 class Rendered(tuple):
@@ -60,16 +64,6 @@ def when(value: datetime) -> str:
     because customers are often elsewhere.
     """
     return f"{value:%A} {value.day} {value:%B %Y, %H:%M} {value.tzname() or ''}".rstrip()
-
-
-def reply_subject(subject: str | None, token: str) -> str:
-    """'Re: <subject> <token>' without doubling an existing Re: or token."""
-    subject = " ".join((subject or "").split()) or "Your support request"
-    if not _REPLY_PREFIX.match(subject):
-        subject = f"Re: {subject}"
-    if token and token not in subject:
-        subject = f"{subject} {token}"
-    return subject
 
 
 def _autoescape(name: str | None) -> bool:
@@ -137,7 +131,9 @@ class Templates:
         if not match or not match.group(1).strip():
             raise ConfigError("the first line must be 'Subject: ...' with a non-empty subject",
                               file=str(self.path(text_name)), where="line 1")
-        subject = " ".join(match.group(1).split())
+        # No mail of ours carries a command group: a reply quoting its subject must
+        # not bring a command back (see mailproc.subject).
+        subject = strip_commands(match.group(1)) or "(no subject)"
         html = self._render(html_name, {**context, "subject": subject})
         return Rendered(subject, body.lstrip("\n"), html)
 

@@ -9,7 +9,8 @@ import pytest
 
 from mailproc.errors import ConfigError
 from mailproc.models import Case
-from mailproc.templates import Templates, reply_subject
+from mailproc.subject import reply_subject
+from mailproc.templates import Templates
 from mailproc.testing import REPO
 
 

@@ -17,6 +17,7 @@ from mailproc.models import Case, Message, Outbox, Participant, Person
 from mailproc.parse import parse
 from mailproc.rawstore import RawStore
 from mailproc.stages import Bounce, Work, screen, thread
+from mailproc.subject import clean_subject, find_token, token_regex
 from mailproc.testing import REPO
 
 MAIL = Path(__file__).parent / "mail"
@@ -223,7 +224,7 @@ def test_custom_case_token(database, make_config, tmp_path):
 
 # --- subjects ---------------------------------------------------------------------
 
-TOKEN = thread.token_regex("[Case #{number}]")
+TOKEN = token_regex("[Case #{number}]")
 
 
 @pytest.mark.parametrize("subject, number", [
@@ -232,7 +233,7 @@ TOKEN = thread.token_regex("[Case #{number}]")
     ("", None),
 ])
 def test_find_token(subject, number):
-    assert thread.find_token(subject, TOKEN) == number
+    assert find_token(subject, TOKEN) == number
 
 
 @pytest.mark.parametrize("subject, clean", [
@@ -251,4 +252,4 @@ def test_find_token(subject, number):
     ("Re:", ""),
 ])
 def test_clean_subject(subject, clean):
-    assert thread.clean_subject(subject, TOKEN) == clean
+    assert clean_subject(subject, TOKEN) == clean

@@ -18,7 +18,8 @@ from mailproc.models import (PRIORITY_LABELS, TYPE_LABELS, Case, CaseLink, Conta
                              aware, utc)
 from mailproc.parse import authentication_results
 from mailproc.stages import Work
-from mailproc.stages.thread import clean_subject, is_agent, token_regex
+from mailproc.stages.thread import is_agent
+from mailproc.subject import clean_subject, token_regex
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,9 @@
 In order (the first that answers wins):
   1. duplicate   - the same Message-ID (or, without one, the same bytes) was
                    already handled, e.g. one mail CC'd to support@ and billing@;
-  2. token       - the subject names a case ("[Case #123]") and the sender is
-                   on that case; a number quoted by a stranger is not proof;
+  2. token       - the subject names a case ("[Case #123]", read by
+                   `mailproc.subject`) and the sender is on that case; a number
+                   quoted by a stranger is not proof;
   3. in_reply_to / references - a Message-ID we received or sent for a case;
   4. bounce      - the bounced original is one of our mails on a case.
 A normal reply to a Closed case does not reopen it: `reopen_of` asks `act` to
@@ -16,27 +17,12 @@ This stage only reads the database.
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
-
 import peewee as pw
 
 from mailproc import db
 from mailproc.models import Case, Message, Participant, Person
 from mailproc.stages import Work
-
-# Reply / forward prefixes as mail clients write them in many languages:
-# Re Fwd Fw (English), AW WG (German), SV VS (Scandinavian), RES ENC (Portuguese),
-# RV (Spanish), TR (French), Antw Doorst (Dutch), Odp PD (Polish), YNT İLT
-# (Turkish), 回复 回覆 答复 转发 轉寄 (Chinese),
-# 返信 転送 (Japanese). Counters ("Re[2]:", "Re(3):", "Re^2:"), French spacing
-# ("RE :") and the full-width colon are accepted.
-_PREFIX = re.compile(
-    r"^\s*(?:re|fwd?|fw|aw|wg|sv|vs|res|enc|rv|tr|antw(?:oord)?|doorst|odp|pd|ynt|ilt|İlt|İLT|"
-    r"回复|回覆|答复|答覆|转发|轉寄|轉發|返信|転送)"
-    r"\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]\s*",
-    re.IGNORECASE,
-)
+from mailproc.subject import find_tokens, token_regex
 
 
 def run(work: Work) -> None:
@@ -83,9 +69,7 @@ def _duplicate(work: Work) -> bool:
 
 
 def _by_token(work: Work) -> tuple[Case | None, str | None]:
-    token_re = token_regex(work.ctx.config.case_token)
-    numbers = [int(m.group(1)) for m in token_re.finditer(work.mail.subject or "")]
-    for number in dict.fromkeys(numbers):
+    for number in find_tokens(work.mail.subject, token_regex(work.ctx.config.case_token)):
         case = Case.get_or_none(Case.id == number)
         if case is None:
             work.note("thread", "token-unknown-case")
@@ -135,45 +119,3 @@ def _case_of_message_id(message_id: str, own_id: int | None) -> Case | None:
     found = (db.query_one(_SENT_CASE_SQL, [message_id])
              or db.query_one(_RECEIVED_CASE_SQL, [message_id, own_id if own_id is not None else -1]))
     return Case.get_or_none(Case.id == found[0]) if found else None
-
-
-@lru_cache(maxsize=8)
-def token_regex(case_token: str) -> re.Pattern[str]:
-    """'[Case #{number}]' -> a regex that also finds '[case #12]', '[Case#12]', '[ Case # 12 ]'.
-
-    The literal text is cut into words and single punctuation marks, and any
-    amount of space is allowed between them, because mail clients and people
-    retyping a subject are careless with spaces and case.
-    """
-    before, _, after = case_token.partition("{number}")
-
-    def tolerant(text: str) -> str:
-        pieces = re.findall(r"\w+|[^\w\s]", text)
-        return r"\s*".join(re.escape(p) for p in pieces)
-
-    pattern = tolerant(before) + r"\s*(\d+)\s*" + tolerant(after)
-    return re.compile(pattern, re.IGNORECASE)
-
-
-def find_token(subject: str, token_re: re.Pattern[str]) -> int | None:
-    """The first case number named in the subject, or None."""
-    found = token_re.search(subject or "")
-    return int(found.group(1)) if found else None
-
-
-def clean_subject(subject: str, token_re: re.Pattern[str]) -> str:
-    """The subject without reply/forward prefixes and case tokens, whitespace collapsed.
-
-    Prefixes are stripped repeatedly ("Re: AW: Fwd: ..."), including the ones a
-    removed token leaves in front ("Re: [Case #3] Re: ...").
-    """
-    text = " ".join((subject or "").split())
-    while True:
-        before = text
-        text = token_re.sub(" ", text).strip() if token_re.match(text.strip()) else text
-        text = _PREFIX.sub("", text, count=1)
-        text = text.strip()
-        if text == before:
-            break
-    text = token_re.sub(" ", text)
-    return " ".join(text.split())
