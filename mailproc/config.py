@@ -7,7 +7,16 @@ the operator believes is in force and is not.
 
 Secrets: a password comes from the `password` key, a `password_file`, or the
 environment (`MAILPROC_MAILBOX_<NAME>_PASSWORD`, `MAILPROC_SMTP_PASSWORD`);
-`repr()` of a config never shows one.
+the reply-token key from `[mailproc] secret`, `secret_file` or
+`MAILPROC_SECRET` (and `previous_secret…` / `MAILPROC_PREVIOUS_SECRET` during a
+key change). `repr()` of a config never shows one.
+
+The roster: `[agent:NAME]` (a person who works cases) and `[team:NAME]`. The
+teams an agent may name are the configured ones, those of the shipped rules
+(`DEFAULT_TEAMS`) and those of the mailboxes' `team =`; a site whose own
+rules route to another team gives it a `[team:…]` section. An agent's `hours`
+are kept parsed; None means "the business calendar" (rules/sla.toml), which
+only the rules know, so `mailproc.roster` resolves it.
 
 Whatever `run` would trip on later is caught here, so that `check` catches it
 too: ports out of range, a case token that cannot be rendered, a malformed
@@ -30,6 +39,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailproc.availability import Window, parse_hours
 from mailproc.errors import ConfigError
 
 SECURITY = ("tls", "starttls", "none")
@@ -63,6 +73,28 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class AgentConfig:
+    """A person who works cases. NAME is the stable key (`assign=NAME`, scripts)."""
+    name: str
+    address: str
+    display_name: str
+    teams: tuple[str, ...]
+    tier: str | None  # T1 … T5
+    timezone: ZoneInfo
+    hours: tuple[Window, ...] | None  # None: the business calendar of rules/sla.toml
+    hours_text: str | None  # as written
+    roles: tuple[str, ...]  # lead, oncall
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    name: str
+    lead: str | None  # an agent NAME
+    address: str | None  # a shared address for the team's mail
+    configured: bool  # False: a default team (named by the shipped rules), not in mailproc.ini
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: str = field(repr=False)  # a PostgreSQL URL may hold a password
@@ -85,6 +117,20 @@ class Config:
     # The authserv-id of the receiving server whose Authentication-Results we trust
     # (RFC 8601 §5: results from anyone else may be forged by the sender).
     authserv_id: str | None = None
+    agents: tuple[AgentConfig, ...] = ()
+    teams: tuple[TeamConfig, ...] = ()
+    # The HMAC key of reply tokens, and the one before it while a key change runs out.
+    secret: str | None = field(default=None, repr=False)
+    previous_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def token_keys(self) -> tuple[bytes, ...]:
+        """The reply-token keys, the current one first (tokens are made with it), then the
+        previous one (tokens made before a key change still verify until they expire)."""
+        return tuple(k.encode("utf-8") for k in (self.secret, self.previous_secret) if k)
+
+    def agent(self, name: str) -> AgentConfig | None:
+        return next((a for a in self.agents if a.name == name), None)
 
     def mailbox(self, name: str) -> MailboxConfig:
         for box in self.mailboxes:
@@ -189,11 +235,21 @@ class _Section:
 
 CORE_KEYS = ("database", "storage", "timezone", "poll_interval", "rules", "templates", "case_token",
              "instance", "max_message_size", "autoreply_limit", "autoreply_window", "retry_limit",
-             "log_level")
+             "log_level", "secret", "secret_file", "previous_secret", "previous_secret_file")
 MAILBOX_KEYS = ("host", "port", "security", "username", "password", "password_file", "folder",
                 "address", "team", "processed_folder", "batch_size", "timeout")
 SMTP_KEYS = ("host", "port", "security", "username", "password", "password_file", "timeout")
 AUTH_KEYS = ("authserv_id",)
+AGENT_KEYS = ("address", "name", "teams", "tier", "timezone", "hours", "roles")
+TEAM_KEYS = ("lead", "address")
+AGENT_TIERS = ("T1", "T2", "T3", "T4", "T5")
+ROLES = ("lead", "oncall")
+# The teams the shipped rules route to (classification.toml, routing.toml): they exist
+# without a [team:…] section, with no lead and no address.
+DEFAULT_TEAMS = ("Support Team", "Admin Task Team", "Product Team", "Dev Team", "Engagement", "Marketing")
+# HMAC-SHA256 keys shorter than the hash (32 bytes) are weaker than it (RFC 2104 §3).
+MIN_SECRET_BYTES = 32
+NAME_PATTERN = r"[A-Za-z0-9_.-]+"
 
 
 def load(path: str | os.PathLike) -> Config:
@@ -208,9 +264,9 @@ def load(path: str | os.PathLike) -> Config:
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot parse: {exc}", file=file) from None
     for section in parser.sections():
-        if section not in ("mailproc", "smtp", "auth") and not section.startswith("mailbox:"):
-            raise ConfigError("unknown section (expected [mailproc], [smtp], [auth] or [mailbox:NAME])",
-                              file=file, where=f"[{section}]")
+        if section not in ("mailproc", "smtp", "auth") and not section.startswith(("mailbox:", "agent:", "team:")):
+            raise ConfigError("unknown section (expected [mailproc], [smtp], [auth], [mailbox:NAME], "
+                              "[agent:NAME] or [team:NAME])", file=file, where=f"[{section}]")
     base = path.parent.resolve()
     core = _Section(parser, "mailproc", file, CORE_KEYS)
 
@@ -233,6 +289,14 @@ def load(path: str | os.PathLike) -> Config:
     dup = {a for a in addresses if addresses.count(a) > 1}
     if dup:
         raise ConfigError(f"two mailboxes share the address {sorted(dup)[0]}", file=file)
+    teams = _teams(parser, file, mailboxes)
+    agents = tuple(_agent(parser, s, file, tz, teams, mailboxes) for s in parser.sections() if s.startswith("agent:"))
+    _check_roster(agents, teams, parser, file)
+    secret = _secret(core, resolve, "secret", "MAILPROC_SECRET")
+    if agents and secret is None:
+        raise core.error("secret", "is required when agents are configured: it signs the reply tokens of "
+                                   "their mail (or secret_file, or the environment variable MAILPROC_SECRET); "
+                                   "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'")
     return Config(
         path=path.resolve(),
         database=database,
@@ -251,6 +315,10 @@ def load(path: str | os.PathLike) -> Config:
         mailboxes=mailboxes,
         smtp=_smtp(parser, file, resolve) if parser.has_section("smtp") else None,
         authserv_id=_Section(parser, "auth", file, AUTH_KEYS).str("authserv_id"),
+        agents=agents,
+        teams=teams,
+        secret=secret,
+        previous_secret=_secret(core, resolve, "previous_secret", "MAILPROC_PREVIOUS_SECRET"),
     )
 
 
@@ -364,13 +432,13 @@ def _postgresql_problem(url: str) -> str | None:
 MAX_PASSWORD_FILE = 64 * 1024
 
 
-def _read_password_file(section: _Section, path: Path) -> str:
+def _read_password_file(section: _Section, path: Path, key: str = "password_file") -> str:
     """A password file's one line. Anything but a regular file is refused before it is
     opened (reading a FIFO would block until someone writes to it, a device may
     never end), and again on the open file, opened without blocking (the path
     may have been swapped in between)."""
     def error(message: str) -> ConfigError:
-        return section.error("password_file", f"{path}: {message}")
+        return section.error(key, f"{path}: {message}")
 
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -391,7 +459,7 @@ def _read_password_file(section: _Section, path: Path) -> str:
     if not text:
         raise error("is empty")
     if "\n" in text or "\r" in text:
-        raise error("holds more than one line; the password must be its only line")
+        raise error("holds more than one line; the secret must be its only line")
     return text
 
 
@@ -445,3 +513,122 @@ def _smtp(parser, file: str, resolve) -> SmtpConfig:
         password=_password(s, resolve, "MAILPROC_SMTP_PASSWORD", required=bool(username)),
         timeout=s.duration("timeout", "60s", minimum=timedelta(seconds=1)).total_seconds(),
     )
+
+
+# --- the roster and the reply-token key ------------------------------------------------------------
+
+def _secret(core: _Section, resolve, key: str, env: str) -> str | None:
+    """A key for reply tokens from the environment (wins), `key`, or `key_file`; at least
+    MIN_SECRET_BYTES bytes of UTF-8 whichever way it comes."""
+    if os.environ.get(env):
+        value, where = os.environ[env], f"the environment variable {env}"
+    elif core.str(key):
+        value, where = core.str(key) or "", key
+    elif core.str(f"{key}_file"):
+        value, where = _read_password_file(core, resolve(core.str(f"{key}_file")), f"{key}_file"), f"{key}_file"
+    else:
+        return None
+    size = len(value.encode("utf-8"))
+    if size < MIN_SECRET_BYTES:  # the message never quotes the value
+        raise core.error(key, f"too short ({size} bytes, from {where}): a reply-token key needs at least "
+                              f"{MIN_SECRET_BYTES}; make one with: "
+                              "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'")
+    return value
+
+
+def _did_you_mean(value: str, known: list[str] | tuple[str, ...]) -> str:
+    lowered = {k.lower(): k for k in known}
+    hint = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean {lowered[hint[0]]!r}?" if hint else f"; known: {', '.join(known) or 'none'}"
+
+
+def _address(s: _Section, key: str, required: bool) -> str | None:
+    address = s.str(key, required=required)
+    if address is not None and not re.fullmatch(r"[^@\s,<>\"]+@[^@\s,<>\"]+", address):
+        raise s.error(key, f"not an email address: {address!r}")
+    return address
+
+
+def _list(s: _Section, key: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (s.str(key) or "").split(",") if item.strip())
+
+
+def _teams(parser, file: str, mailboxes: tuple[MailboxConfig, ...]) -> tuple[TeamConfig, ...]:
+    """The configured teams, then the default ones and the mailboxes' `team =` not configured.
+    `lead` is checked against the agents later (`_check_roster`)."""
+    teams: dict[str, TeamConfig] = {}
+    for section in parser.sections():
+        if not section.startswith("team:"):
+            continue
+        name = section.split(":", 1)[1].strip()
+        if not name or "," in name or not name.isprintable():
+            raise ConfigError("team name must be printable text without commas", file=file, where=f"[{section}]")
+        s = _Section(parser, section, file, TEAM_KEYS)
+        address = _address(s, "address", False)
+        if address is not None and address.lower() in {b.address.lower() for b in mailboxes}:
+            raise s.error("address", f"{address} is a mailbox's address; team mail sent there would come back to us")
+        teams[name] = TeamConfig(name=name, lead=s.str("lead"), address=address,
+                                 configured=True)
+    for name in DEFAULT_TEAMS + tuple(b.team for b in mailboxes if b.team):
+        teams.setdefault(name, TeamConfig(name=name, lead=None, address=None, configured=False))
+    return tuple(teams.values())
+
+
+def _agent(parser, section_name: str, file: str, default_tz: ZoneInfo, teams: tuple[TeamConfig, ...],
+           mailboxes: tuple[MailboxConfig, ...]) -> AgentConfig:
+    name = section_name.split(":", 1)[1].strip()
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ConfigError("agent name may use letters, digits, _ . - only (it is typed in assign=NAME)",
+                          file=file, where=f"[{section_name}]")
+    s = _Section(parser, section_name, file, AGENT_KEYS)
+    address = _address(s, "address", True) or ""
+    if address.lower() in {b.address.lower() for b in mailboxes}:
+        raise s.error("address", f"{address} is a mailbox's address; an agent needs their own "
+                                 "(mail from a mailbox is our own mail, never an agent's)")
+    team_names = [t.name for t in teams]
+    for team in _list(s, "teams"):
+        if team not in team_names:
+            raise s.error("teams", f"unknown team {team!r}{_did_you_mean(team, team_names)} "
+                                   f"(a new team needs a [team:{team}] section)")
+    tier = s.str("tier")
+    if tier is not None:
+        tier = tier.upper()
+        if tier not in AGENT_TIERS:
+            raise s.error("tier", f"must be one of {', '.join(AGENT_TIERS)}, not {s.str('tier')!r}")
+    roles = tuple(r.lower() for r in _list(s, "roles"))
+    for role in roles:
+        if role not in ROLES:
+            raise s.error("roles", f"unknown role {role!r}{_did_you_mean(role, ROLES)}")
+    tz = default_tz
+    if s.str("timezone"):
+        try:
+            tz = ZoneInfo(s.str("timezone") or "")
+        except (ZoneInfoNotFoundError, ValueError):
+            raise s.error("timezone", f"unknown time zone {s.str('timezone')!r} (e.g. America/Chicago)") from None
+    hours_text = s.str("hours")
+    return AgentConfig(
+        name=name,
+        address=address,
+        display_name=s.str("name", name) or name,
+        teams=tuple(dict.fromkeys(_list(s, "teams"))),
+        tier=tier,
+        timezone=tz,
+        hours=None if hours_text is None else s.convert("hours", None, parse_hours),
+        hours_text=hours_text,
+        roles=tuple(dict.fromkeys(roles)),
+    )
+
+
+def _check_roster(agents: tuple[AgentConfig, ...], teams: tuple[TeamConfig, ...], parser, file: str) -> None:
+    """What no single section can see: two agents with one address, a lead who is no agent."""
+    seen: dict[str, str] = {}
+    for a in agents:
+        other = seen.setdefault(a.address.lower(), a.name)
+        if other != a.name:
+            raise ConfigError(f"{a.address} is also the address of [agent:{other}]; each agent needs their own",
+                              file=file, where=f"[agent:{a.name}] address")
+    names = [a.name for a in agents]
+    for team in teams:
+        if team.lead is not None and team.lead not in names:
+            raise ConfigError(f"no agent named {team.lead!r}{_did_you_mean(team.lead, names)}",
+                              file=file, where=f"[team:{team.name}] lead")

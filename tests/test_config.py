@@ -205,3 +205,133 @@ def test_durations(text, seconds):
 @pytest.mark.parametrize("text, size", [("25MB", 25 * 1024**2), ("512k", 512 * 1024), ("100", 100), ("1G", 1024**3)])
 def test_sizes(text, size):
     assert config.parse_size(text) == size
+
+
+# --- the roster and the reply-token key -------------------------------------------------------------
+
+SECRET = "k" * 40
+ROSTER = f"""[mailproc]
+timezone = Europe/Lisbon
+secret = {SECRET}
+{BOX}
+[agent:ana]
+address = ana@agents.example
+name = Ana Silva
+teams = Support Team, Dev Team
+tier = t2
+timezone = America/Chicago
+hours = Mon-Fri 07:00-13:00, Sat 09:00-12:00
+roles = lead, oncall
+
+[agent:bob]
+address = bob@agents.example
+
+[team:Support Team]
+lead = ana
+address = support-team@agents.example
+
+[team:Billing]
+"""
+
+
+def test_agents_and_teams(tmp_path):
+    cfg = config.load(write(tmp_path, ROSTER))
+    ana, bob = cfg.agents
+    assert (ana.name, ana.address, ana.display_name, ana.teams, ana.tier, ana.roles) == \
+        ("ana", "ana@agents.example", "Ana Silva", ("Support Team", "Dev Team"), "T2", ("lead", "oncall"))
+    assert ana.timezone.key == "America/Chicago" and ana.hours_text == "Mon-Fri 07:00-13:00, Sat 09:00-12:00"
+    assert len(ana.hours) == 2
+    # defaults: display name = NAME, the installation's time zone, the business calendar (None)
+    assert (bob.display_name, bob.teams, bob.tier, bob.roles, bob.timezone.key, bob.hours) == \
+        ("bob", (), None, (), "Europe/Lisbon", None)
+    teams = {t.name: t for t in cfg.teams}
+    assert teams["Support Team"] == config.TeamConfig("Support Team", "ana", "support-team@agents.example", True)
+    assert teams["Billing"].configured and teams["Billing"].lead is None
+    # the teams of the shipped rules exist without a section
+    assert set(config.DEFAULT_TEAMS) <= set(teams) and not teams["Marketing"].configured
+    assert cfg.agent("bob") is bob and cfg.agent("carl") is None
+    assert cfg.secret == SECRET and cfg.token_keys == (SECRET.encode(),)
+
+
+def test_a_mailboxs_team_may_be_named_by_agents(tmp_path):
+    text = ROSTER.replace("address = support@example.com", "address = support@example.com\nteam = Front Desk")
+    cfg = config.load(write(tmp_path, text + "\n[agent:cleo]\naddress = cleo@agents.example\nteams = Front Desk\n"))
+    assert cfg.agent("cleo").teams == ("Front Desk",)
+
+
+def test_secrets_never_in_repr_nor_in_errors(tmp_path, monkeypatch):
+    cfg = config.load(write(tmp_path, ROSTER.replace(f"secret = {SECRET}",
+                                                     f"secret = {SECRET}\nprevious_secret = {'p' * 32}")))
+    assert SECRET not in repr(cfg) and "p" * 32 not in repr(cfg)
+    assert cfg.token_keys == (SECRET.encode(), b"p" * 32)
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, ROSTER.replace(SECRET, "short-but-secret")))
+    assert "short-but-secret" not in str(info.value) and "16 bytes" in str(info.value)
+
+
+def test_secret_from_file_and_environment(tmp_path, monkeypatch):
+    (tmp_path / "key").write_text("f" * 32 + "\n")
+    text = ROSTER.replace(f"secret = {SECRET}", "secret_file = key")
+    assert config.load(write(tmp_path, text)).secret == "f" * 32
+    monkeypatch.setenv("MAILPROC_SECRET", "e" * 33)
+    assert config.load(write(tmp_path, text)).secret == "e" * 33
+    monkeypatch.setenv("MAILPROC_SECRET", "e" * 31)
+    with pytest.raises(ConfigError, match="31 bytes, from the environment variable MAILPROC_SECRET"):
+        config.load(write(tmp_path, text))
+
+
+def test_no_secret_is_needed_without_agents(tmp_path):
+    assert config.load(write(tmp_path, "[mailproc]\n" + BOX)).secret is None
+
+
+@pytest.mark.parametrize("change, where, words", [
+    ((f"secret = {SECRET}\n", ""), "[mailproc] secret", "required when agents are configured"),
+    ((f"secret = {SECRET}", "secret = " + "x" * 31), "[mailproc] secret", "too short (31 bytes"),
+    ((f"secret = {SECRET}", "secret_file = nowhere"), "[mailproc] secret_file", "cannot read"),
+    (("address = bob@agents.example\n", ""), "[agent:bob] address", "is required"),
+    (("address = bob@agents.example", "address = bob"), "[agent:bob] address", "not an email address"),
+    (("address = bob@agents.example", "address = Support@Example.com"), "[agent:bob] address",
+     "is a mailbox's address"),
+    (("address = bob@agents.example", "address = ANA@agents.example"), "[agent:bob] address",
+     "also the address of [agent:ana]"),
+    (("teams = Support Team, Dev Team", "teams = Suport Team"), "[agent:ana] teams",
+     "unknown team 'Suport Team'; did you mean 'Support Team'?"),
+    (("teams = Support Team, Dev Team", "teams = support team"), "[agent:ana] teams", "did you mean 'Support Team'"),
+    (("teams = Support Team, Dev Team", "teams = Night Shift"), "[agent:ana] teams", "[team:Night Shift]"),
+    (("tier = t2", "tier = T6"), "[agent:ana] tier", "T1, T2, T3, T4, T5"),
+    (("roles = lead, oncall", "roles = leader"), "[agent:ana] roles", "did you mean 'lead'"),
+    (("timezone = America/Chicago", "timezone = America/Chicgo"), "[agent:ana] timezone", "unknown time zone"),
+    (("hours = Mon-Fri 07:00-13:00, Sat 09:00-12:00", "hours = Mon-Fri 7am-1pm"), "[agent:ana] hours",
+     "not DAYS HH:MM-HH:MM"),
+    (("hours = Mon-Fri 07:00-13:00, Sat 09:00-12:00", "hours = Mon-Fry 07:00-13:00"), "[agent:ana] hours",
+     "unknown day 'Fry'"),
+    (("name = Ana Silva", "nmae = Ana Silva"), "[agent:ana] nmae", "did you mean 'name'"),
+    (("[agent:bob]", "[agent:bob smith]"), "[agent:bob smith]", "letters, digits"),
+    (("lead = ana", "lead = anna"), "[team:Support Team] lead", "no agent named 'anna'; did you mean 'ana'?"),
+    (("address = support-team@agents.example", "address = support@example.com"), "[team:Support Team] address",
+     "mailbox's address"),
+    (("[team:Billing]", "[team:Billing]\nleader = ana"), "[team:Billing] leader", "did you mean 'lead'"),
+    (("[team:Billing]", "[team:A, B]"), "[team:A, B]", "without commas"),
+])
+def test_roster_errors_name_file_and_key(tmp_path, change, where, words):
+    path = write(tmp_path, ROSTER.replace(*change))
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and where in message and words in message
+
+
+def test_the_examples_roster_sections_are_valid_when_uncommented(tmp_path):
+    """The commented [agent:ana] and [team:…] of the documented mailproc.ini, uncommented."""
+    import re
+
+    from mailproc.testing import REPO
+    lines, inside = [], False
+    for line in (REPO / "mailproc.ini").read_text().splitlines():
+        inside = (inside or line == "# [agent:ana]") and line != "[smtp]"
+        if inside and re.match(r"# (\[[a-z]+:.+\]|[a-z_]+ = )", line):
+            line = line[2:]
+        lines.append(line.replace("# secret =", f"secret = {SECRET}").replace("storage = storage", "storage = st"))
+    cfg = config.load(write(tmp_path, "\n".join(lines)))
+    assert [a.name for a in cfg.agents] == ["ana"] and cfg.agents[0].hours is not None
+    assert next(t for t in cfg.teams if t.name == "Support Team").lead == "ana"
