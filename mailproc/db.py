@@ -39,8 +39,25 @@ def _v2(database: pw.Database) -> None:
     database.create_tables([models.Lease])
 
 
+def _v3(database: pw.Database) -> None:
+    """The roster: an agent's NAME, time zone and last assignment, a team's lead, team
+    membership, and an index for counting an agent's open cases. A database made by
+    _v1 from today's models has them already, so each part is added only if missing."""
+    from playhouse.migrate import SchemaMigrator, migrate as run_migration
+
+    from mailproc import models
+    migrator = SchemaMigrator.from_database(database)
+    for model, names in ((models.Person, ("handle", "timezone", "last_assigned_at")), (models.Team, ("lead",))):
+        table = model._meta.table_name
+        present = {c.name for c in database.get_columns(table)}
+        for name in names:
+            if name not in present:
+                run_migration(migrator.add_column(table, name, model._meta.fields[name]))
+    database.create_tables([models.TeamMember, models.Case], safe=True)  # safe: also the indexes
+
+
 # Append (version, function) pairs here; never edit a released one.
-MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1), (2, _v2)]
+MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -60,19 +60,36 @@ class SchemaVersion(Base):
 
 
 class Team(Base):
+    """A team of the roster (mailproc.ini [team:NAME], or named by the rules); synced at start-up."""
     name = pw.CharField(unique=True)
     address = pw.CharField(null=True)  # where team notifications go
+    lead = pw.CharField(null=True)  # the lead's agent NAME (Person.handle)
 
 
 class Person(Base):
-    """An agent, lead or on-call engineer (the roster)."""
+    """An agent of the roster (mailproc.ini [agent:NAME]), synced at start-up by
+    `roster.sync`; one who left the config is kept inactive, so their cases keep
+    their assignee."""
     address = pw.CharField(unique=True)
-    name = pw.CharField(default="")
-    role = pw.CharField(default="agent")  # agent | lead | oncall
-    team = pw.ForeignKeyField(Team, null=True, on_delete="SET NULL")
+    handle = pw.CharField(null=True, unique=True)  # the agent NAME of mailproc.ini, used in assign=NAME
+    name = pw.CharField(default="")  # the display name
+    role = pw.CharField(default="agent")  # "agent", or the roles: "lead", "oncall", "lead,oncall"
+    team = pw.ForeignKeyField(Team, null=True, on_delete="SET NULL")  # the first team; all in TeamMember
     tier = pw.CharField(null=True)
-    availability = pw.CharField(null=True)  # e.g. "Mon-Fri 07:00-13:00"
+    timezone = pw.CharField(null=True)  # IANA name
+    availability = pw.CharField(null=True)  # e.g. "Mon-Fri 07:00-13:00"; None: the business calendar
     active = pw.BooleanField(default=True)
+    # When a case was last given to them: assignment spreads load by it (set with the assignee).
+    last_assigned_at = pw.DateTimeField(null=True)
+
+
+class TeamMember(Base):
+    """Which agents are in which team (an agent may be in several)."""
+    team = pw.ForeignKeyField(Team, on_delete="CASCADE")
+    person = pw.ForeignKeyField(Person, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("team", "person"), True),)
 
 
 class Customer(Base):
@@ -139,6 +156,7 @@ class Case(Base):
 
     class Meta:
         table_name = "cases"  # CASE is an SQL keyword
+        indexes = ((("assignee", "status"), False),)  # open cases per agent, for assignment
 
     @property
     def number(self) -> int:
@@ -250,7 +268,7 @@ class Lease(Base):
     expires_at = pw.DateTimeField()
 
 
-TABLES = [SchemaVersion, Team, Person, Customer, Contact, Case, CaseLink, Participant, Message,
+TABLES = [SchemaVersion, Team, Person, TeamMember, Customer, Contact, Case, CaseLink, Participant, Message,
           Event, Outbox, ImapCheckpoint, Lease]
 
 TYPE_LABELS = {"request": "Request for Service", "admin": "Admin Task",
