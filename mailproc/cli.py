@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     cust = sub.add_parser("customers", help="the customer directory").add_subparsers(dest="action", required=True)
     ci = cust.add_parser("import")
     ci.add_argument("file", type=Path)
+
+    agents = sub.add_parser("agents", help="the roster").add_subparsers(dest="action", required=True)
+    al = agents.add_parser("list", help="each agent: teams, tier, roles, window, at work now, open cases")
+    al.add_argument("--json", action="store_true")
     return p
 
 
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         from mailproc.daemon import checked_context
         ctx = checked_context(config, clock)
         db.open_database(config.database)
+        from mailproc import roster
+        roster.sync(roster.from_context(ctx))  # the database knows the agents of this config
     except (ConfigError, SchemaError) as exc:
         print(f"mailproc: error: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -198,6 +204,8 @@ def dispatch(args, ctx: Context) -> int:
         return cmd_cases(args)
     if args.command == "messages":
         return cmd_messages(args, ctx)
+    if args.command == "agents":
+        return cmd_agents(args, ctx)
     if args.command == "customers":
         from mailproc import directory
         result = directory.import_csv(args.file, ctx.clock.now())
@@ -235,6 +243,26 @@ def cmd_cases(args) -> int:
         for e in data["events"]:
             change = f"{e['field']}: {e['old'] or ''} -> {e['new']}" if e["field"] else (e["detail"] or e["new"] or "")
             print(f"    {e['at']} {e['kind']:<15} {shown(change)}" + (f"  [{shown(e['rule'])}]" if e["rule"] else ""))
+    return 0
+
+
+def cmd_agents(args, ctx: Context) -> int:
+    """`agents list`: the roster as mailproc.ini gives it, with the clock's view of it."""
+    from mailproc import roster, views
+
+    rows = roster.listing(roster.from_context(ctx), ctx.clock.now())
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    shown = views.shown
+    for r in rows:
+        state = "at work" if r["available_now"] else f"off until {r['next_window_start'] or 'never'}"
+        extra = ", ".join(filter(None, [r["tier"], *r["roles"]]))
+        print(f"{shown(r['name']):<12} {shown(r['address']):<30} {r['open_cases']:>4} open  {state}")
+        print(f"{'':<12} teams: {shown(', '.join(r['teams']) or '-')}" + (f"  ({extra})" if extra else ""))
+        print(f"{'':<12} hours: {shown(r['hours'])} [{r['hours_timezone']}]; time zone {r['timezone']}")
+    if not rows:
+        print("no agents: add [agent:NAME] sections to the config")
     return 0
 
 

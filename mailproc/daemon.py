@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import schedule
 
 from mailproc import config as config_mod
-from mailproc import db, fetch, logs, pipeline, send
+from mailproc import db, fetch, logs, pipeline, roster, send
 from mailproc.clock import Clock
 from mailproc.context import Context, load_context
 from mailproc.errors import ConfigError, MailprocError
@@ -251,6 +251,7 @@ class Daemon:
         except MailprocError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return
+        self._guarded("roster", lambda: roster.sync(roster.from_context(self.ctx)))  # agents added or gone
         if self.sender is not None:
             # it sends what is due, then a new one starts with the new configuration
             self.sender.finish(STOP_SENDER_AFTER, tick=self.watchdog.ping)

@@ -248,8 +248,9 @@ def sync(roster: Roster) -> dict[str, int]:
 
 
 def listing(roster: Roster, now: datetime) -> list[dict]:
-    """`agents list`: each agent, their teams, tier, roles, time zone, window, whether at
-    work now, when their next window starts and how many open cases they hold."""
+    """`agents list`: each agent, their teams, tier, roles, time zone, window (and the zone
+    it is read in: the business calendar's for an agent without `hours`), whether
+    at work now, when their next window starts and how many open cases they hold."""
     counts, _ = team_load(a.name for a in roster.agents)
     rows = []
     for agent in roster.agents:
@@ -259,8 +260,10 @@ def listing(roster: Roster, now: datetime) -> list[dict]:
             "name": c.name, "display_name": c.display_name, "address": c.address, "teams": list(c.teams),
             "tier": c.tier, "roles": list(c.roles), "timezone": c.timezone.key,
             "hours": agent.schedule.text, "hours_default": c.hours is None,
+            "hours_timezone": getattr(agent.schedule.tz, "key", str(agent.schedule.tz)),
             "available_now": available(agent, now),
-            "next_window_start": upcoming.isoformat() if upcoming else None,
+            # in the zone of the hours, with its offset: exact for scripts, readable for people
+            "next_window_start": upcoming.astimezone(agent.schedule.tz).isoformat() if upcoming else None,
             "open_cases": counts.get(c.name, 0),
         })
     return rows

@@ -238,3 +238,91 @@ def test_cases_show_of_a_missing_case(site, capsys):
     code, out, err = run_err(site, capsys, "cases", "show", "42", "--json")
     assert code == 1 and not out
     assert "no case #42" in err
+
+
+# --- the roster: `agents list`, `check`, the people table ------------------------------------------
+
+AGENTS = """
+[agent:ana]
+address = ana@agents.example
+name = Ana Silva
+teams = Support Team, Dev Team
+tier = T2
+timezone = America/New_York
+hours = Mon-Fri 07:00-13:00
+roles = lead
+
+[agent:bob]
+address = bob@agents.example
+teams = Support Team
+
+[team:Support Team]
+lead = ana
+"""
+SECRET_LINE = "secret = " + "s" * 40 + "\n"
+
+
+def with_agents(site: Path, agents: str = AGENTS, secret: str = SECRET_LINE) -> Path:
+    text = site.read_text(encoding="utf-8").replace("[mailproc]\n", "[mailproc]\n" + secret, 1)
+    site.write_text(text + agents, encoding="utf-8")
+    return site
+
+
+def test_agents_list_shows_teams_window_availability_and_open_cases(site, capsys):
+    from mailproc.models import Case, Person
+    with_agents(site)
+    # Monday 2026-01-12 12:30 UTC: 07:30 in New York (ana at work), business hours in UTC (bob too)
+    rows = run_json(site, capsys, "agents", "list", now="2026-01-12T12:30:00Z")
+    assert [(r["name"], r["teams"], r["tier"], r["roles"], r["available_now"], r["open_cases"]) for r in rows] == [
+        ("ana", ["Support Team", "Dev Team"], "T2", ["lead"], True, 0),
+        ("bob", ["Support Team"], None, [], True, 0)]
+    assert rows[0]["hours"] == "Mon-Fri 07:00-13:00" and rows[0]["timezone"] == "America/New_York"
+    assert rows[1]["hours"] == "business hours (Mon-Fri 09:00-17:00)" and rows[1]["hours_default"]
+
+    db.open_database(config_mod.load(site).database)
+    t = Clock.from_env("2026-01-12T12:00:00Z").now()
+    for status in ("assigned", "waiting", "resolved"):
+        Case.create(contact="c@example.com", assignee=Person.get(Person.handle == "ana"), status=status,
+                    created_at=t, updated_at=t, status_changed_at=t, tier_entered_at=t)
+    db.close()
+    # Monday 19:00 UTC: 14:00 in New York, after ana's window; bob's business day is over too
+    rows = run_json(site, capsys, "agents", "list", now="2026-01-12T19:00:00Z")
+    assert [(r["available_now"], r["open_cases"], r["next_window_start"]) for r in rows] == [
+        (False, 2, "2026-01-13T07:00:00-05:00"), (False, 0, "2026-01-13T09:00:00+00:00")]
+
+    code, out = run(site, "agents", "list", now="2026-01-12T19:00:00Z", capsys=capsys)
+    assert code == 0
+    assert "ana" in out and "2 open" in out and "off until 2026-01-13T07:00:00-05:00" in out
+    assert "Support Team, Dev Team  (T2, lead)" in out
+
+
+def test_every_command_syncs_the_roster_into_the_database(site, capsys):
+    from mailproc.stages.thread import is_agent
+    with_agents(site)
+    assert run(site, "cases", "list", capsys=capsys)[0] == 0
+    db.open_database(config_mod.load(site).database)
+    assert is_agent("ana@agents.example") and is_agent("bob@agents.example")
+    db.close()
+    site.write_text(site.read_text(encoding="utf-8").replace("[agent:bob]\naddress = bob@agents.example\n"
+                                                              "teams = Support Team\n", ""), encoding="utf-8")
+    assert run(site, "cases", "list", capsys=capsys)[0] == 0
+    db.open_database(config_mod.load(site).database)
+    assert is_agent("ana@agents.example") and not is_agent("bob@agents.example")
+
+
+def test_check_refuses_agents_without_a_secret(site, capsys):
+    with_agents(site, secret="")
+    code, out, err = run_err(site, capsys, "check")
+    assert code == 78 and f"{site}:[mailproc] secret: is required when agents are configured" in err
+
+
+def test_check_names_an_agents_unknown_team(site, capsys):
+    with_agents(site, AGENTS.replace("teams = Support Team\n", "teams = Suport Team\n"))
+    code, out, err = run_err(site, capsys, "check")
+    assert code == 78 and "[agent:bob] teams: unknown team 'Suport Team'; did you mean 'Support Team'?" in err
+
+
+def test_agents_list_without_agents(site, capsys):
+    assert run_json(site, capsys, "agents", "list") == []
+    code, out = run(site, "agents", "list", capsys=capsys)
+    assert code == 0 and "no agents" in out

@@ -291,3 +291,25 @@ def test_upgrade_from_version_2_adds_the_roster_columns(db_url):
     assert Person.get(Person.handle == "ana").address == "ana@agents.example"
     assert {i.name for i in database.get_indexes("cases")} >= {"cases_assignee_id_status"}
     assert any(i.unique and i.columns == ["handle"] for i in database.get_indexes("person"))
+
+
+def test_the_daemon_syncs_the_roster_on_reload(make_config):
+    from mailproc import config
+    from mailproc.clock import Clock
+    from mailproc.daemon import Daemon, checked_context
+    from mailproc.stages.thread import is_agent
+    path = make_config(mailboxes=[dict(name="support", host="127.0.0.1", port=9, username="u", password="pw",
+                                       address="support@example.com")], extra={"secret": "s" * 40})
+    path.write_text(path.read_text() + "\n[agent:ana]\naddress = ana@agents.example\n")
+    cfg = config.load(path)
+    ctx = checked_context(cfg, Clock.from_env(None))
+    db.open_database(cfg.database)
+    roster.sync(roster.from_context(ctx))
+    daemon = Daemon(ctx)
+    path.write_text(path.read_text() + "\n[agent:bob]\naddress = bob@agents.example\n")
+    try:
+        daemon.reload()
+        assert is_agent("bob@agents.example") and is_agent("ana@agents.example")
+    finally:
+        if daemon.sender is not None:
+            daemon.sender.finish(5)
