@@ -51,7 +51,7 @@ no more than a long one.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from difflib import get_close_matches
 from functools import lru_cache
@@ -193,7 +193,7 @@ def _is_command_group(words: list[str], vocab: _Vocabulary) -> bool:
     return commandish and intent
 
 
-def _groups_from_end(text: str):
+def _groups_from_end(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of every bracket group of `text`, the last first. Linear: each
     "]" is looked at once and the text between two of them scanned twice."""
     end = len(text)

@@ -85,6 +85,18 @@ def test_subject_falls_back_to_summary_and_keeps_existing_prefix(templates):
     assert rendered.subject == "RE: help please [Case #12]"
 
 
+def test_no_subject_we_send_carries_a_command_group(templates, tmp_path):
+    # a reply that quotes our subject must not bring a command back
+    rendered = templates.render("acknowledgement", **ack_context(original_subject="Printer [status=resolved]"))
+    assert rendered.subject == "Re: Printer [Case #12]"
+    assert "<title>Re: Printer [Case #12]</title>" in rendered.html
+    (tmp_path / "acknowledgement.txt.j2").write_text("Subject: {{ case.summary }} {{ token }}\n\nHello\n")
+    site = Templates(tmp_path)
+    rendered = site.render("acknowledgement", **ack_context(
+        case=Case(id=12, type="bug", priority="P2", summary="[close] Cannot log in [note]")))
+    assert rendered.subject == "Cannot log in [Case #12]"
+
+
 def test_reply_subject():
     assert reply_subject("Re: x [Case #3]", "[Case #3]") == "Re: x [Case #3]"
     assert reply_subject("AW: Frage", "[Case #3]") == "AW: Frage [Case #3]"

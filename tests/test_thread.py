@@ -119,6 +119,15 @@ def test_token_naming_no_case_goes_on(database, ctx):
     assert work.case is None and work.trace == ["thread:token-unknown-case"]
 
 
+def test_absurd_tokens_are_bounded(database, ctx):
+    # a 5,000-digit "case number" is no token (int() of it used to raise), and a
+    # subject naming 50 cases costs 10 lookups, not 50
+    work = threaded(ctx, mail(subject="[Case #" + "9" * 5000 + "] hello"))
+    assert work.case is None and work.trace == []
+    work = threaded(ctx, mail(subject=" ".join(f"[Case #{n}]" for n in range(1000, 1050)), message_id="m2@x"))
+    assert work.trace == ["thread:token-unknown-case"] * 10
+
+
 def test_in_reply_to_our_outgoing_mail(database, ctx):
     case = make_case()
     sent(case, "ack-1@mailproc.example.com")
