@@ -10,7 +10,7 @@ A "business day" as a duration is one working day's worth of business hours
 (8 with 09:00-17:00): Monday 10:00 + 1 business day = Tuesday 10:00. As a
 need-by date, "N business days" is the Nth business day after today.
 `rules/sla.toml` holds the calendar, the response targets per priority and
-the tier SLA table (SPEC §7).
+the tier SLA table (SPEC §7); `mailproc.rules.sla` reads it.
 """
 
 from __future__ import annotations
@@ -18,15 +18,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from pathlib import Path
-
-from mailproc.models import PRIORITIES, TIERS
-from mailproc.rules import TomlTable
 
 UTC = timezone.utc
 MAX_DAYS = 3700  # give up after ~10 years without a working window (a calendar with no working days)
 DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-COLOURS = ("green", "yellow", "red")
 
 _TARGET = re.compile(r"(\d+(?:\.\d+)?)\s*(business\s+)?(minutes?|mins?|m|hours?|h|days?|d)", re.I)
 _UNIT = {"m": "minute", "h": "hour", "d": "day"}
@@ -163,39 +158,6 @@ class BusinessCalendar:
         return (_aware(b) - _aware(a)).total_seconds() / 3600
 
 
-@dataclass(frozen=True)
-class TierLimits:
-    """SPEC §7: green below `green`, yellow below `yellow`, red beyond."""
-    green: Target
-    yellow: Target
-
-
-@dataclass(frozen=True)
-class Sla:
-    calendar: BusinessCalendar
-    response: dict[str, Target]  # priority -> first-response target
-    tiers: dict[str, TierLimits]  # tier -> limits; a tier without limits has no colour
-
-    def response_target(self, priority: str) -> Target:
-        return self.response[priority]
-
-    def expected_response(self, priority: str, start: datetime) -> datetime:
-        """When the first response is due for a case of this priority that arrived at `start`."""
-        return self.calendar.deadline(self.response[priority], start)
-
-    def colour(self, tier: str, entered: datetime, now: datetime) -> str | None:
-        """green / yellow / red for a case that entered `tier` at `entered`; None if no limits."""
-        limits = self.tiers.get(tier)
-        if limits is None:
-            return None
-        cal = self.calendar
-        if cal.elapsed_hours(limits.green, entered, now) < cal.target_hours(limits.green):
-            return "green"
-        if cal.elapsed_hours(limits.yellow, entered, now) < cal.target_hours(limits.yellow):
-            return "yellow"
-        return "red"
-
-
 def _aware(t: datetime) -> datetime:
     if t.tzinfo is None:
         raise ValueError(f"naive datetime {t!r}: business time needs aware datetimes")
@@ -204,79 +166,3 @@ def _aware(t: datetime) -> datetime:
 
 def _seconds(t: time) -> int:
     return t.hour * 3600 + t.minute * 60 + t.second
-
-
-# --- loading rules/sla.toml -------------------------------------------------------------------
-
-SLA_KEYS = ("calendar", "response", "tiers")
-CALENDAR_KEYS = ("working_days", "hours", "holidays")
-
-
-def load_sla(path: Path, timezone: tzinfo | None = None) -> Sla:
-    """Read rules/sla.toml; the time zone comes from the config ([mailproc] timezone)."""
-    root = TomlTable.read(path)
-    root.check_keys(SLA_KEYS, required=("calendar", "response"))
-    calendar = _calendar(root.table("calendar"), timezone or UTC)
-
-    response_table = root.table("response")
-    response_table.check_keys(PRIORITIES, required=PRIORITIES)
-    response = {p: _target(response_table, p) for p in PRIORITIES}
-
-    tiers: dict[str, TierLimits] = {}
-    if "tiers" in root.data:
-        tier_table = root.table("tiers")
-        tier_table.check_keys(TIERS)
-        for name in tier_table.data:
-            limits = tier_table.table(name)
-            limits.check_keys(("green", "yellow"), required=("green", "yellow"))
-            green, yellow = _target(limits, "green"), _target(limits, "yellow")
-            if calendar.target_hours(green) > calendar.target_hours(yellow):
-                raise limits.error("yellow", "the yellow limit must not be shorter than the green one")
-            tiers[name] = TierLimits(green, yellow)
-    return Sla(calendar=calendar, response=response, tiers=tiers)
-
-
-def _target(table: TomlTable, key: str) -> Target:
-    try:
-        return parse_target(table.str(key))
-    except ValueError as exc:
-        raise table.error(key, str(exc)) from None
-
-
-def _calendar(table: TomlTable, tz: tzinfo) -> BusinessCalendar:
-    table.check_keys(CALENDAR_KEYS, required=("working_days", "hours"))
-    days = set()
-    for name in table.str_list("working_days"):
-        word = name.strip().lower()
-        index = next((i for i, full in enumerate(DAY_NAMES) if word in (full, full[:3])), None)
-        if index is None:
-            raise table.error("working_days", f"unknown day {name!r} (use Mon, Tue, … Sun)")
-        days.add(index)
-    if not days:
-        raise table.error("working_days", "needs at least one working day")
-    windows = _windows(table)
-    holidays = frozenset(table.date_list("holidays")) if "holidays" in table.data else frozenset()
-    return BusinessCalendar(tz=tz, working_days=frozenset(days), windows=windows, holidays=holidays)
-
-
-def _windows(table: TomlTable) -> tuple[tuple[time, time], ...]:
-    text = table.str("hours")
-    windows = []
-    for part in text.split(","):
-        m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", part)
-        try:
-            if not m:
-                raise ValueError
-            start = time(int(m.group(1)), int(m.group(2)))
-            end = time(int(m.group(3)), int(m.group(4)))
-        except ValueError:
-            raise table.error("hours", f"not a time range: {part.strip()!r} (use e.g. \"09:00-17:00\" "
-                                       "or \"09:00-12:30, 13:30-17:00\")") from None
-        if end <= start:
-            raise table.error("hours", f"{part.strip()!r} ends before it starts")
-        windows.append((start, end))
-    windows.sort()
-    for (_, end), (start, _) in zip(windows, windows[1:]):
-        if start < end:
-            raise table.error("hours", "working hours overlap")
-    return tuple(windows)

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailproc.businesstime import BusinessCalendar, load_sla, parse_target
+from mailproc.businesstime import BusinessCalendar, parse_target
+from mailproc.rules.sla import load_sla
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
 LISBON = ZoneInfo("Europe/Lisbon")

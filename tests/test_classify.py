@@ -11,13 +11,17 @@ from types import SimpleNamespace
 import pytest
 
 import mailproc.config
-from mailproc import matching
-from mailproc.businesstime import load_sla
 from mailproc.clock import Clock
 from mailproc.context import Context
 from mailproc.models import Case, Customer, Message
 from mailproc.parse import ParsedMail
 from mailproc.rawstore import RawStore
+from mailproc.rules import matching
+from mailproc.rules.classification import load_classification
+from mailproc.rules.priority import load_priority
+from mailproc.rules.routing import load_routing
+from mailproc.rules.sla import load_sla
+from mailproc.rules.workflow import load_workflow
 from mailproc.stages import Work, classify
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
@@ -27,10 +31,10 @@ FRIDAY = datetime(2026, 5, 8, 15, 0, tzinfo=timezone.utc)  # 2026-05-08 is a Fri
 @pytest.fixture(scope="module")
 def rules():
     return SimpleNamespace(
-        classification=classify.load_classification(RULES / "classification.toml"),
-        priority=classify.load_priority(RULES / "priority.toml"),
-        routing=classify.load_routing(RULES / "routing.toml"),
-        workflow=classify.load_workflow(RULES / "workflow.toml"),
+        classification=load_classification(RULES / "classification.toml"),
+        priority=load_priority(RULES / "priority.toml"),
+        routing=load_routing(RULES / "routing.toml"),
+        workflow=load_workflow(RULES / "workflow.toml"),
         sla=load_sla(RULES / "sla.toml", None),
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mailproc import matching
+from mailproc.rules import matching
 
 
 def test_phrases_match_whole_words_without_accents_or_apostrophes():

@@ -9,19 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from mailproc import matching
-from mailproc.businesstime import load_sla
 from mailproc.defaults import RULE_FILES
 from mailproc.errors import ConfigError
 from mailproc.models import CASE_TYPES, PRIORITIES, STATUSES
-from mailproc.stages import classify
+from mailproc.rules import matching
+from mailproc.rules.classification import load_classification
+from mailproc.rules.priority import load_priority
+from mailproc.rules.routing import load_routing
+from mailproc.rules.sla import load_sla
+from mailproc.rules.workflow import load_workflow
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
 LOADERS = {
-    "classification.toml": classify.load_classification,
-    "priority.toml": classify.load_priority,
-    "routing.toml": classify.load_routing,
-    "workflow.toml": classify.load_workflow,
+    "classification.toml": load_classification,
+    "priority.toml": load_priority,
+    "routing.toml": load_routing,
+    "workflow.toml": load_workflow,
     "sla.toml": lambda path: load_sla(path, None),
 }
 
@@ -63,20 +66,20 @@ def test_shipped_file_loads(name):
 
 
 def test_shipped_files_cover_every_type_priority_and_status():
-    classification = classify.load_classification(RULES / "classification.toml")
+    classification = load_classification(RULES / "classification.toml")
     assert set(classification.types) == set(CASE_TYPES)
     assert {r.type for r in classification.rules} == set(CASE_TYPES)
-    priority = classify.load_priority(RULES / "priority.toml")
+    priority = load_priority(RULES / "priority.toml")
     for case_type in CASE_TYPES:  # every type ends in a catch-all rule: no case falls to the default
         assert any(r.when.types == {case_type} and not r.when.text and r.when.paid is None
                    and r.when.known_customer is None and r.when.plans is None for r in priority.rules)
-    workflow = classify.load_workflow(RULES / "workflow.toml")
+    workflow = load_workflow(RULES / "workflow.toml")
     assert set(workflow.labels) == set(STATUSES)
     assert load_sla(RULES / "sla.toml").response.keys() == set(PRIORITIES)
 
 
 def test_workflow_transitions_timers_and_releases():
-    workflow = classify.load_workflow(RULES / "workflow.toml")
+    workflow = load_workflow(RULES / "workflow.toml")
     assert workflow.label("pending_input") == "Pending Input"
     for status in ("pending_input", "waiting", "pending_closure"):
         assert workflow.on_customer_reply(status) == "assigned"
@@ -171,7 +174,7 @@ def test_sender_and_mailbox_conditions(tmp_path):
                     '\n[[rule]]\nname = "ceo"\nteam = "Exec"\nfrom = ["ceo@*"]\n'
                     '\n[[rule]]\nname = "billing-box"\nteam = "Billing"\nmailbox = ["billing"]\n'
                     'phrases = ["invoice"]\nin = "subject"\n', encoding="utf-8")
-    routing = classify.load_routing(path)
+    routing = load_routing(path)
 
     def team(sender, mailbox=None, subject="", body=""):
         facts = matching.Facts(subject=subject, body=body, sender=sender, mailbox=mailbox, customer=None)

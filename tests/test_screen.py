@@ -20,11 +20,12 @@ from mailproc.errors import ConfigError
 from mailproc.models import Message
 from mailproc.parse import parse
 from mailproc.rawstore import RawStore
+from mailproc.rules.screening import KINDS, load_screening
 from mailproc.stages import Work, screen
 from mailproc.testing import REPO
 
 MAIL = Path(__file__).parent / "mail"
-RULES = screen.load_rules(REPO / "rules" / "screening.toml")
+RULES = load_screening(REPO / "rules" / "screening.toml")
 
 
 @pytest.fixture
@@ -228,7 +229,7 @@ def test_screening_never_touches_the_database(make_work):
 
 def test_repository_rules_load_in_order():
     kinds = [r.kind for r in RULES.rules]
-    assert kinds == sorted(kinds, key=screen.KINDS.index)
+    assert kinds == sorted(kinds, key=KINDS.index)
     assert len({r.name for r in RULES.rules}) == len(RULES.rules)
 
 
@@ -247,7 +248,7 @@ def test_rule_errors_name_file_and_line(tmp_path, text, line, words):
     path = tmp_path / "screening.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as err:
-        screen.load_rules(path)
+        load_screening(path)
     assert str(path) in str(err.value) and line in str(err.value) and words in str(err.value)
 
 
@@ -255,7 +256,7 @@ def test_edited_rule_file_takes_effect(tmp_path, make_work):
     path = tmp_path / "screening.toml"
     path.write_text('[[bulk]]\nname = "crm-digest"\nheader = "X-Crm"\npattern = \'^digest$\'\n'
                     'subject = [\'^weekly\']\n', encoding="utf-8")
-    rules = screen.load_rules(path)
+    rules = load_screening(path)
     assert screen.match(rules, parse(mail("Weekly numbers", "X-Crm: Digest\n")), instance="mailproc",
                         ours=frozenset()).name == "crm-digest"
     assert screen.match(rules, parse(mail("Other", "X-Crm: digest\n")), instance="m", ours=frozenset()) is None
@@ -401,7 +402,7 @@ def test_body_condition_and_its_limits(tmp_path):
     path = tmp_path / "screening.toml"
     path.write_text('[[auto_reply]]\nname = "crm"\nfrom = \'@crm\\.example$\'\nbody = [\'^Automated notice\']\n',
                     encoding="utf-8")
-    rules = screen.load_rules(path)
+    rules = load_screening(path)
     match = screen.match(rules, parse(mail("Hi", sender="bot@crm.example", body="Automated notice: x")),
                          instance="m", ours=frozenset())
     assert match.name == "crm"
@@ -409,10 +410,10 @@ def test_body_condition_and_its_limits(tmp_path):
                         ours=frozenset()) is None
     path.write_text('[[auto_reply]]\nname = "any"\nbody = [\'notice\']\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="no condition on header, from or subject"):
-        screen.load_rules(path)
+        load_screening(path)
     path.write_text('[[bounce]]\nname = "flufl.bounce"\nheader = "X"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="built-in check"):
-        screen.load_rules(path)
+        load_screening(path)
 
 
 def test_report_of_no_stated_type_is_a_bounce_when_the_detectors_find_one(make_work):

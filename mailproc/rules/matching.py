@@ -18,9 +18,10 @@ import fnmatch
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from importlib import import_module
 
 from mailproc.models import CASE_TYPES, PLANS, Customer
-from mailproc.rules import TomlTable, compile_pattern
+from mailproc.rules.reader import TomlTable, compile_pattern
 
 BODY_LIMIT = 20_000  # characters of body scanned: enough for any request, cheap for huge mails
 PAID_PLANS = frozenset({"paid", "enterprise"})
@@ -194,7 +195,7 @@ class Pattern:
 def _needles_of(regex: re.Pattern[str]) -> tuple[str, ...] | None:
     """Strings one of which every match contains, or None if unsure (then always run)."""
     try:
-        from re import _constants as sre, _parser as parser  # Python 3.11+
+        sre, parser = import_module("re._constants"), import_module("re._parser")  # Python 3.11+
         found = _needles(parser.parse(regex.pattern, regex.flags), sre)
     except Exception:  # an unusual construct or another Python: no shortcut, still correct
         return None
@@ -222,8 +223,9 @@ def _needles(items, sre) -> set[str] | None:
             consider(_needles(arg[-1], sre))
         elif op is sre.BRANCH:
             options = [_needles(branch, sre) for branch in arg[1]]
-            if all(options):
-                consider(set().union(*options))
+            found = [o for o in options if o]
+            if len(found) == len(options):  # every branch has a needle
+                consider(set[str]().union(*found))
         elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and arg[0] >= 1:
             consider(_needles(arg[2], sre))
     consider({"".join(run)} if run else None)
@@ -243,7 +245,8 @@ def pattern(source: str, table: TomlTable, key: str) -> Pattern:
 def _globs(table: TomlTable) -> Senders | None:
     if "from" not in table.data:
         return None
-    addresses, domains = [], []
+    addresses: list[str] = []
+    domains: list[str] = []
     for glob in table.str_list("from"):
         glob = glob.strip().lower()
         (addresses if "@" in glob else domains).append(fnmatch.translate(glob))

@@ -1,14 +1,13 @@
-"""Loading the rule files (TOML) with errors that name file and line.
+"""Reading the rule files (TOML) with errors that name file and line.
 
 The rule files ship inside the package (`mailproc.defaults`); a site's
 `[mailproc] rules` directory replaces any of them by a file of the same name
 (`rule_files` says which file is in force).
 
-Each stage owns the shape of its own rules (a loader in the stage's module
-turns a parsed TOML table into typed objects); this module reads the files,
-reports syntax errors with their line, offers typed reads of a table whose
-errors name the file and line (`TomlTable`), and gathers the typed rule sets
-into one `Rules` object, read once at start-up and on SIGHUP.
+This module reads a file, reports syntax errors with their line, and offers
+typed reads of a table whose errors name the file and line (`TomlTable`).
+What each file means is its own loader's business (`mailproc.rules.screening`,
+`.classification`, ...), so a new rule file is a new module, not an edit here.
 
 tomllib keeps no positions, so lines are found again by a light scan of the
 file's text (`TomlLines`): the one place that knows where things are.
@@ -16,15 +15,16 @@ file's text (`TomlLines`): the one place that knows where things are.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import re
 import tomllib
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from mailproc.config import parse_duration
+from mailproc.defaults import RULE_FILES, in_force, shipped
 from mailproc.errors import ConfigError
 
 
@@ -193,25 +193,41 @@ class TomlTable:
             raise self.error(key, f"must be a list of tables: write [[{key}]] sections")
         return [TomlTable(self.path, v, self.lines, self.address + (key, i)) for i, v in enumerate(value)]
 
-    def str(self, key: str, default: str | None = None) -> str | None:
+    # The reads are named after the TOML types they return, so inside the class
+    # `str`, `bool` and `int` are these methods: annotations name the builtins.
+
+    @overload
+    def str(self, key: builtins.str, default: builtins.str) -> builtins.str: ...
+    @overload
+    def str(self, key: builtins.str, default: None = None) -> builtins.str | None: ...
+
+    def str(self, key: builtins.str, default: builtins.str | None = None) -> builtins.str | None:
         value = self.data.get(key, default)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise self.error(key, "must be a non-empty string")
         return value
 
-    def bool(self, key: str, default: bool | None = None) -> bool | None:
+    def need_str(self, key: builtins.str) -> builtins.str:
+        """A string the table must have (a key `check_keys` was told is required)."""
+        value = self.str(key)
+        if value is None:
+            raise self.error(None, f"{key!r} is required")
+        return value
+
+    def bool(self, key: builtins.str, default: builtins.bool | None = None) -> builtins.bool | None:
         value = self.data.get(key, default)
         if value is not None and not isinstance(value, bool):
             raise self.error(key, "must be true or false")
         return value
 
-    def int(self, key: str, default: int | None = None, minimum: int = 0) -> int | None:
+    def int(self, key: builtins.str, default: builtins.int | None = None,
+            minimum: builtins.int = 0) -> builtins.int | None:
         value = self.data.get(key, default)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
             raise self.error(key, f"must be a whole number, at least {minimum}")
         return value
 
-    def str_list(self, key: str) -> list[str]:
+    def str_list(self, key: builtins.str) -> list[builtins.str]:
         value = self.data.get(key, [])
         if isinstance(value, str):
             value = [value]
@@ -219,20 +235,35 @@ class TomlTable:
             raise self.error(key, "must be a list of non-empty strings")
         return value
 
-    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str | None:
+    @overload
+    def choice(self, key: builtins.str, choices: tuple[builtins.str, ...], default: builtins.str
+               ) -> builtins.str: ...
+    @overload
+    def choice(self, key: builtins.str, choices: tuple[builtins.str, ...], default: None = None
+               ) -> builtins.str | None: ...
+
+    def choice(self, key: builtins.str, choices: tuple[builtins.str, ...], default: builtins.str | None = None
+               ) -> builtins.str | None:
         value = self.str(key, default)
         if value is not None and value not in choices:
             raise self.error(key, f"unknown value {value!r}; one of: {', '.join(choices)}")
         return value
 
-    def choice_list(self, key: str, choices: tuple[str, ...]) -> list[str]:
+    def need_choice(self, key: builtins.str, choices: tuple[builtins.str, ...]) -> builtins.str:
+        """One of `choices`, which the table must have."""
+        value = self.choice(key, choices)
+        if value is None:
+            raise self.error(None, f"{key!r} is required")
+        return value
+
+    def choice_list(self, key: builtins.str, choices: tuple[builtins.str, ...]) -> list[builtins.str]:
         values = self.str_list(key)
         for value in values:
             if value not in choices:
                 raise self.error(key, f"unknown value {value!r}; one of: {', '.join(choices)}", needle=value)
         return values
 
-    def duration(self, key: str) -> timedelta | None:
+    def duration(self, key: builtins.str) -> timedelta | None:
         value = self.str(key)
         if value is None:
             return None
@@ -241,7 +272,7 @@ class TomlTable:
         except ValueError as exc:
             raise self.error(key, str(exc)) from None
 
-    def date_list(self, key: str) -> list[date]:
+    def date_list(self, key: builtins.str) -> list[date]:
         """ISO dates, written as TOML dates (2026-12-25) or strings ("2026-12-25")."""
         value = self.data.get(key, [])
         if not isinstance(value, list):
@@ -270,18 +301,7 @@ def check_names(rules: list[TomlTable]) -> None:
         seen.add(name)
 
 
-# --- every rule set -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Rules:
-    """Every rule set, typed. Filled by `load_rules`."""
-    screening: Any
-    classification: Any
-    priority: Any
-    routing: Any
-    workflow: Any
-    sla: Any
-
+# --- which files ---------------------------------------------------------------------------------
 
 def rule_files(directory: Path | None) -> dict[str, Path]:
     """The file in force for each rule set: the site's (`[mailproc] rules`) where it
@@ -291,8 +311,6 @@ def rule_files(directory: Path | None) -> dict[str, Path]:
     error, not ignored: "prioirty.toml" would otherwise leave the shipped
     priorities in force while the operator believes their own are.
     """
-    from mailproc.defaults import RULE_FILES, in_force, shipped
-
     files = in_force("rules", None if directory is None else Path(directory))
     for f in files:
         if f.name not in RULE_FILES:
@@ -304,19 +322,3 @@ def rule_files(directory: Path | None) -> dict[str, Path]:
     if missing:  # only a broken installation: every rule file ships
         raise ConfigError("rule file not found", file=str(shipped("rules") / missing[0]))
     return found
-
-
-def load_rules(directory: Path | None = None, timezone=None) -> Rules:
-    """Every rule set, each from the site's directory if it has that file, else as shipped."""
-    from mailproc import businesstime
-    from mailproc.stages import classify, screen
-
-    files = rule_files(directory)
-    return Rules(
-        screening=screen.load_rules(files["screening.toml"]),
-        classification=classify.load_classification(files["classification.toml"]),
-        priority=classify.load_priority(files["priority.toml"]),
-        routing=classify.load_routing(files["routing.toml"]),
-        workflow=classify.load_workflow(files["workflow.toml"]),
-        sla=businesstime.load_sla(files["sla.toml"], timezone),
-    )

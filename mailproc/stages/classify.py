@@ -7,213 +7,24 @@ customer fields, from four rule files in `rules/` that the team edits
 comments are the manual). Every field records the rule that set it in
 `work.decided_by`, so "why is this P2?" always has an answer.
 
-How the rules' conditions match a mail (one normalised text, phrases,
-patterns) is `mailproc.matching`; reading the files with errors that name
-the line is `mailproc.rules`.
+Reading each of those files into typed rules is `mailproc.rules` (one
+module per file); how the rules' conditions match a mail (one normalised
+text, phrases, patterns) is `mailproc.rules.matching`. This stage only
+applies them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from mailproc import directory
 from mailproc.config import MailboxConfig
-from mailproc.matching import CONDITION_KEYS, Conditions, Facts, Pattern, body_text, conditions, normalise, pattern
-from mailproc.models import CASE_TYPES, PRIORITIES, STATUSES
-from mailproc.rules import TomlTable, check_names
-
-# --- classification.toml ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TypeDefaults:
-    """What a new case of one type starts with (seed 000's case creation guidelines)."""
-    name: str
-    label: str
-    status: str
-    team: str
-    need_by_days: int | None  # business days from arrival
-    need_by_release_for: frozenset[str]  # priorities whose need-by is the next release
+from mailproc.rules import Rules
+from mailproc.rules.matching import Facts, body_text, normalise
 
 
-@dataclass(frozen=True)
-class TypeRule:
-    name: str
-    type: str
-    when: Conditions
-    needs_triage: bool = False
-    admin_task_type: str | None = None
-
-
-@dataclass(frozen=True)
-class Classification:
-    types: dict[str, TypeDefaults]
-    rules: tuple[TypeRule, ...]
-    default_type: str
-
-    def match(self, facts: Facts) -> TypeRule | None:
-        return next((r for r in self.rules if r.when.matches(facts)), None)
-
-
-TYPE_KEYS = ("label", "status", "team", "need_by_days", "need_by_release_for")
-CLASSIFICATION_RULE_KEYS = ("name", "type", "needs_triage", "admin_task_type")
-
-
-def load_classification(path: Path) -> Classification:
-    root = TomlTable.read(path)
-    root.check_keys(("default_type", "types", "rule"), required=("types",))
-    types_table = root.table("types")
-    types_table.check_keys(CASE_TYPES, required=CASE_TYPES)
-    types = {}
-    for name in CASE_TYPES:
-        t = types_table.table(name)
-        t.check_keys(TYPE_KEYS, required=("status", "team"))
-        types[name] = TypeDefaults(
-            name=name, label=t.str("label", name), status=t.choice("status", STATUSES),
-            team=t.str("team"), need_by_days=t.int("need_by_days"),
-            need_by_release_for=frozenset(t.choice_list("need_by_release_for", PRIORITIES)))
-    allowed = tuple(k for k in CONDITION_KEYS if k != "types")  # the type is what is being decided
-    tables = root.tables("rule")
-    check_names(tables)
-    rules = []
-    for t in tables:
-        t.check_keys(CLASSIFICATION_RULE_KEYS + allowed, required=("name", "type"))
-        rules.append(TypeRule(name=t.str("name"), type=t.choice("type", CASE_TYPES),
-                              when=conditions(t, allowed), needs_triage=bool(t.bool("needs_triage")),
-                              admin_task_type=t.str("admin_task_type")))
-    return Classification(types=types, rules=tuple(rules),
-                          default_type=root.choice("default_type", CASE_TYPES, "request"))
-
-
-# --- priority.toml ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PriorityRule:
-    name: str
-    priority: str
-    when: Conditions
-
-
-@dataclass(frozen=True)
-class PriorityRules:
-    urgent: tuple[Pattern, ...]  # seed 004's "huge impact" phrases
-    rules: tuple[PriorityRule, ...]
-    default: str
-
-    def find_urgent(self, text: str) -> str | None:
-        """The urgent pattern found in normalised `text`, or None."""
-        return next((p.source for p in self.urgent if p.search(text)), None)
-
-    def match(self, facts: Facts) -> PriorityRule | None:
-        return next((r for r in self.rules if r.when.matches(facts)), None)
-
-
-def load_priority(path: Path) -> PriorityRules:
-    root = TomlTable.read(path)
-    root.check_keys(("urgent_phrases", "default", "rule"))
-    urgent = tuple(pattern(p, root, "urgent_phrases") for p in root.str_list("urgent_phrases"))
-    tables = root.tables("rule")
-    check_names(tables)
-    rules = []
-    for t in tables:
-        t.check_keys(("name", "priority") + CONDITION_KEYS, required=("name", "priority"))
-        rules.append(PriorityRule(t.str("name"), t.choice("priority", PRIORITIES), conditions(t)))
-    return PriorityRules(urgent=urgent, rules=tuple(rules), default=root.choice("default", PRIORITIES, "P6"))
-
-
-# --- routing.toml -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Route:
-    name: str
-    team: str
-    tags: tuple[str, ...]
-    when: Conditions
-
-
-@dataclass(frozen=True)
-class Routing:
-    rules: tuple[Route, ...]
-
-    def match(self, facts: Facts) -> Route | None:
-        return next((r for r in self.rules if r.when.matches(facts)), None)
-
-
-def load_routing(path: Path) -> Routing:
-    root = TomlTable.read(path)
-    root.check_keys(("rule",))
-    tables = root.tables("rule")
-    check_names(tables)
-    routes = []
-    for t in tables:
-        t.check_keys(("name", "team", "tags") + CONDITION_KEYS, required=("name", "team"))
-        routes.append(Route(t.str("name"), t.str("team"), tuple(t.str_list("tags")), conditions(t)))
-    return Routing(tuple(routes))
-
-
-# --- workflow.toml ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Timer:
-    """What happens to a case that sits in `status`: optional reminder, then a move."""
-    status: str
-    to: str
-    after: timedelta | None  # from entering the status, or from the reminder if there is one;
-    #                          None: set per case (hold N days)
-    remind: timedelta | None = None  # mail the customer a reminder this long after entering
-    note: bool = False  # add an internal note when the timer moves the case
-
-
-@dataclass(frozen=True)
-class Workflow:
-    labels: dict[str, str]  # status -> label for people
-    customer_reply: dict[str, str]  # status -> status a customer reply moves the case to
-    timers: dict[str, Timer]
-    releases: tuple[date, ...]  # sorted
-
-    def label(self, status: str) -> str:
-        return self.labels.get(status, status)
-
-    def on_customer_reply(self, status: str) -> str | None:
-        return self.customer_reply.get(status)
-
-    def timer(self, status: str) -> Timer | None:
-        return self.timers.get(status)
-
-    def next_release(self, after: date) -> date | None:
-        """The first release strictly after `after` (a release today is too late to promise)."""
-        return next((d for d in self.releases if d > after), None)
-
-
-def load_workflow(path: Path) -> Workflow:
-    root = TomlTable.read(path)
-    root.check_keys(("statuses", "customer_reply", "timers", "releases"), required=("statuses",))
-    statuses = root.table("statuses")
-    statuses.check_keys(STATUSES, required=STATUSES)
-    labels = {s: statuses.str(s) for s in STATUSES}
-    replies = {}
-    if "customer_reply" in root.data:
-        table = root.table("customer_reply")
-        table.check_keys(STATUSES)
-        replies = {s: table.choice(s, STATUSES) for s in table.data}
-    timers = {}
-    if "timers" in root.data:
-        table = root.table("timers")
-        table.check_keys(STATUSES)
-        for status in table.data:
-            t = table.table(status)
-            t.check_keys(("to", "after", "remind", "note"), required=("to",))
-            timers[status] = Timer(status=status, to=t.choice("to", STATUSES), after=t.duration("after"),
-                                   remind=t.duration("remind"), note=bool(t.bool("note")))
-    return Workflow(labels=labels, customer_reply=replies, timers=timers,
-                    releases=tuple(sorted(root.date_list("releases"))))
-
-
-# --- the stage ----------------------------------------------------------------------------------
-
-def decide(rules: Any, facts: Facts, now: datetime, mailbox: MailboxConfig | None
+def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | None
            ) -> tuple[dict[str, Any], dict[str, str]]:
     """The new case's fields and, for each, the rule that set it. Pure: no database."""
     classification, priority_rules = rules.classification, rules.priority
