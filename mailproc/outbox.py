@@ -20,10 +20,10 @@ from datetime import datetime
 from email.utils import parseaddr
 
 
-from mailproc import compose
+from mailproc import cases, compose
 from mailproc.context import Context
 from mailproc.db import insert, query_one, transaction
-from mailproc.models import Case, Event, Outbox, utc
+from mailproc.models import Case, Outbox, utc
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def queue(ctx: Context, *, kind: str, case: Case | None, to: str, mail_from: str
         if why:
             log.info("not sending %s mail%s: %s", kind, f" for case {case.id}" if case else "", why)
             if case is not None:
-                Event.create(case=case, at=utc(now), actor=actor, kind="mail_suppressed", new=kind, detail=why)
+                cases.record(case, "mail_suppressed", now=now, actor=actor, new=kind, detail=why)
             return None
         envelope_from = bare_address(mail_from)
         # RFC 3834: an answer to a message is auto-replied (even one without a
@@ -82,7 +82,7 @@ def queue(ctx: Context, *, kind: str, case: Case | None, to: str, mail_from: str
             automatic=automatic,            state="queued", next_attempt_at=utc(now), created_at=utc(now))
         row = Outbox(id=insert(Outbox, **values), **values)
         if case is not None:
-            insert(Event, case=case, at=utc(now), actor=actor, kind="mail_queued", new=kind, detail=message_id)
+            cases.record(case, "mail_queued", now=now, actor=actor, new=kind, detail=message_id)
         return row
 
 

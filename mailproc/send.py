@@ -41,11 +41,12 @@ from typing import Callable, Iterator
 
 import aiosmtplib
 
+from mailproc import cases
 from mailproc.context import Context
 from mailproc.crashpoints import crashpoint
-from mailproc.db import insert, make_durable, transaction, update
+from mailproc.db import make_durable, transaction, update
 from mailproc.lease import dead_here, new_holder
-from mailproc.models import Event, Outbox, aware, utc
+from mailproc.models import Outbox, aware, utc
 from mailproc.sentlog import SentLog
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,9 @@ def requeue_stale(now: datetime, journal: SentLog | None = None) -> int:
                 if (Outbox.update(state="sent", sent_at=utc(now), claimed_at=None)
                         .where(Outbox.id == row.id, Outbox.state == "sending",
                                Outbox.claimed_by == row.claimed_by).execute()) and row.case_id is not None:
-                    insert(Event, case=row.case_id, at=utc(now), kind="mail_sent", new=row.kind,
-                           detail=f"{row.message_id} (accepted by the server before an interruption; "
-                                  "recorded from the send journal)")
+                    cases.record(row.case_id, "mail_sent", now=now, new=row.kind,
+                                 detail=f"{row.message_id} (accepted by the server before an interruption; "
+                                        "recorded from the send journal)")
             log.info("outbox %d was accepted by the server before an interruption; recorded as sent", row.id)
             continue
         count += (Outbox.update(state="queued", claimed_at=None, claimed_by=None, next_attempt_at=utc(now))
@@ -293,7 +294,7 @@ def _record_sent(ctx: Context, accepted: list[_Accepted], result: DrainResult) -
                    last_error=f"some recipients refused: {partial}" if partial else None)
             if row.case_id is not None:
                 detail = row.message_id + (f" (refused: {partial})" if partial else "")
-                insert(Event, case=row.case_id, at=now, kind="mail_sent", new=row.kind, detail=detail)
+                cases.record(row.case_id, "mail_sent", now=now, new=row.kind, detail=detail)
             if partial:
                 log.warning("outbox %d sent, but some recipients were refused: %s", row.id, partial)
             log.info("outbox %d sent (%s, %s): %s", row.id, row.kind, row.message_id, item.reply)
@@ -322,6 +323,6 @@ def _permanent(ctx: Context, row: Outbox, error: str, result: DrainResult, attem
                       attempts=attempts if attempts is not None else row.attempts + 1) \
             .where(Outbox.id == row.id).execute()
         if row.case_id is not None:
-            Event.create(case=row.case_id, at=utc(now), kind="mail_failed", new=row.kind, detail=error)
+            cases.record(row.case_id, "mail_failed", now=now, new=row.kind, detail=error)
     log.error("outbox %d (%s to %s) failed: %s", row.id, row.kind, ", ".join(row.recipients), error)
     result.failed += 1

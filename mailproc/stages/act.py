@@ -1,21 +1,23 @@
-"""Act: the one stage that writes. It records what the earlier stages decided.
+"""Act: the stage that writes what the earlier stages decided, through `cases`.
 
-A new case is created with every field and the rule that set it, an event per
-decision, its participants, and one acknowledgement queued in the outbox; a
-follow-up is logged on its case and moves the status as the workflow says; a
-bounce marks the address undeliverable; an auto-reply is noted and changes
-nothing else. Whatever happens, the message row ends with its disposition.
+A dispatch on the message's disposition: a new case is opened with every
+field and the rule that set it, its participants, and one acknowledgement
+queued in the outbox; a follow-up is logged on its case and moves the status
+as the workflow says; a bounce marks the address undeliverable; an
+auto-reply is noted and changes nothing else. Whatever happens, the message
+row ends with its disposition. Rows are written only by `cases` (and
+`outbox`), never here.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Callable
 
 
-from mailproc import compose, db, outbox
-from mailproc.models import (PRIORITY_LABELS, TYPE_LABELS, Case, CaseLink, Contact, Event, Message, Participant,
-                             aware, utc)
+from mailproc import cases, compose, outbox
+from mailproc.models import PRIORITY_LABELS, TYPE_LABELS, Case, aware, utc
 from mailproc.parse import authentication_results
 from mailproc.stages import Work
 from mailproc.stages.thread import is_agent
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 DESCRIPTION_LIMIT = 20_000
 # Values of X-Auto-Response-Suppress that ask us not to answer automatically.
 SUPPRESS_VALUES = {"all", "autoreply", "oof"}
+# What screening can make of a mail, each recorded as such (a disposition of its own).
+SCREENED = ("loop", "rejected", "bulk", "bounce", "auto_reply")
 
 
 def run(work: Work) -> None:
@@ -33,38 +37,24 @@ def run(work: Work) -> None:
     msg.message_id = (mail.message_id or "")[:998] or None
     msg.subject = mail.subject[:2000]
     msg.from_addr = mail.from_addr[:255]
+    work.disposition = disposition(work)
+    HANDLERS[work.disposition](work)
+    cases.file_message(msg, work.case, disposition=work.disposition, trace=work.trace, now=work.now)
+
+
+def disposition(work: Work) -> str:
+    """What the message is, from what screen and thread found."""
     if work.duplicate_of is not None:
-        _duplicate(work)
-    elif work.screen in ("loop", "rejected", "bulk"):
-        _record_only(work, work.screen)
-    elif work.screen == "bounce":
-        _bounce(work)
-    elif work.screen == "auto_reply":
-        _auto_reply(work)
-    elif work.case is not None:
-        _follow_up(work)
-    else:
-        _new_case(work)
-    msg.case = work.case
-    msg.state = "done"
-    msg.disposition = work.disposition
-    msg.processed_at = utc(work.now)
-    msg.trace = work.trace
-    msg.error = None
-    db.update(Message, msg.id, message_id=msg.message_id, subject=msg.subject, from_addr=msg.from_addr,
-              case=msg.case, state=msg.state, disposition=msg.disposition, processed_at=msg.processed_at,
-              trace=msg.trace, error=None)
+        return "duplicate"
+    if work.screen in SCREENED:
+        return work.screen
+    return "follow_up" if work.case is not None else "new_case"
 
 
-def event_row(work: Work, case: Case, kind: str, *, field: str | None = None, old=None, new=None,
-              rule: str | None = None, detail: str | None = None, actor: str | None = None) -> dict:
-    return dict(case=case, at=utc(work.now), actor=actor or work.mail.from_addr or "mailproc", kind=kind,
-                field=field, old=None if old is None else str(old), new=None if new is None else str(new),
-                rule=rule, message=work.message, detail=detail)
-
-
-def event(work: Work, case: Case, kind: str, **kw) -> None:
-    db.insert(Event, **event_row(work, case, kind, **kw))
+def _record(work: Work, case: Case, kind: str, *, actor: str | None = None, **kw) -> None:
+    """An event caused by this mail; by its sender unless `actor` says otherwise."""
+    cases.record(case, kind, now=work.now, actor=actor or work.mail.from_addr or cases.SYSTEM,
+                 message=work.message, **kw)
 
 
 def _arrived(work: Work) -> datetime:
@@ -72,128 +62,115 @@ def _arrived(work: Work) -> datetime:
 
 
 def _duplicate(work: Work) -> None:
-    work.disposition = "duplicate"
     if work.case is not None:
-        event(work, work.case, "duplicate", rule="thread:duplicate",
-              detail=f"same message seen again (first as message {work.duplicate_of.id})"
-                     + (f" via mailbox {work.message.mailbox}" if work.message.mailbox else ""))
+        _record(work, work.case, "duplicate", rule="thread:duplicate",
+                detail=f"same message seen again (first as message {work.duplicate_of.id})"
+                       + (f" via mailbox {work.message.mailbox}" if work.message.mailbox else ""))
 
 
-def _record_only(work: Work, disposition: str) -> None:
-    work.disposition = disposition
-    if disposition == "rejected":  # kept (raw on disk, row in messages), but a person should know
+def _record_only(work: Work) -> None:
+    kind = disposition(work)
+    if kind == "rejected":  # kept (raw on disk, row in messages), but a person should know
         log.warning("message %s rejected (%s) from %s: %s", work.message.id, ", ".join(work.trace),
                     work.mail.from_addr or "unknown sender", work.mail.subject[:120])
-    if work.case is not None and disposition != "loop":
-        event(work, work.case, disposition, detail=work.mail.subject[:500])
+    if work.case is not None and kind != "loop":
+        _record(work, work.case, kind, detail=work.mail.subject[:500])
 
 
 def _bounce(work: Work) -> None:
-    work.disposition = "bounce"
     bounce = work.bounce
     if bounce is None or work.case is None:
         # Only a bounce of our own mail (threaded to its case through the original
         # Message-ID) may mark an address: anyone can forge a delivery report.
         return
-    for address in bounce.recipients:
-        if not bounce.permanent:
-            continue
-        now = utc(work.now)
-        contact, _ = Contact.get_or_create(address=address.lower(), defaults={"first_seen": now, "last_seen": now})
-        contact.undeliverable = True
-        contact.undeliverable_reason = bounce.reason[:2000]
-        contact.undeliverable_at = utc(work.now)
-        contact.save()
-    if work.case is not None:
-        event(work, work.case, "bounce", actor="mailproc",
-              detail=f"{'permanent' if bounce.permanent else 'temporary'} failure for "
-                     f"{', '.join(bounce.recipients) or 'unknown recipient'}: {bounce.reason[:500]}")
+    if bounce.permanent:
+        for address in bounce.recipients:
+            cases.contact_undeliverable(address, bounce.reason, work.now)
+    _record(work, work.case, "bounce", actor=cases.SYSTEM,
+            detail=f"{'permanent' if bounce.permanent else 'temporary'} failure for "
+                   f"{', '.join(bounce.recipients) or 'unknown recipient'}: {bounce.reason[:500]}")
 
 
 def _auto_reply(work: Work) -> None:
-    work.disposition = "auto_reply"
     if work.case is not None:
-        event(work, work.case, "auto_reply", detail=work.mail.subject[:500])
+        _record(work, work.case, "auto_reply", detail=work.mail.subject[:500])
 
 
 def _follow_up(work: Work) -> None:
     case, mail = work.case, work.mail
-    work.disposition = "follow_up"
+    assert case is not None
     arrived = utc(_arrived(work))
     agent = is_agent(mail.from_addr)
-    if agent:
-        case.last_agent_at = arrived
-    else:
-        case.last_customer_at = arrived
-    event(work, case, "message", rule=f"thread:{work.thread_rule}", detail=mail.subject[:500])
-    _add_participants(work, case)
-    if not agent:
-        new_status = work.ctx.rules.workflow.on_customer_reply(case.status)
-        if new_status and new_status != case.status:
-            event(work, case, "field", field="status", old=case.status, new=new_status,
-                  rule="workflow:customer_reply")
-            case.status = new_status
-            case.status_changed_at = utc(work.now)
-    case.updated_at = utc(work.now)
-    case.save()
-    _seen(mail.from_addr, work)
+    _record(work, case, "message", rule=f"thread:{work.thread_rule}", detail=mail.subject[:500])
+    cases.add_participants(case, _others(work))
+    times = {"last_agent_at" if agent else "last_customer_at": arrived}
+    new_status = None if agent else work.ctx.rules.workflow.on_customer_reply(case.status)
+    # One UPDATE either way: the times ride along with the status change.
+    if not (new_status and cases.set_field(case, "status", new_status, actor=mail.from_addr or cases.SYSTEM,
+                                           now=work.now, rule="workflow:customer_reply", message=work.message,
+                                           also=times)):
+        cases.touch(case, work.now, **times)
+    cases.contact_seen(mail.from_addr, work.now)
 
 
 def _new_case(work: Work) -> None:
     mail, fields, ctx = work.mail, work.fields, work.ctx
-    work.disposition = "new_case"
     contact_addr = mail.reply_to[0] if mail.reply_to else mail.from_addr
-    now, arrived = utc(work.now), utc(_arrived(work))
+    arrived = _arrived(work)
     # What the sender wrote, as it may appear in our mails and on a terminal: one line, printable, bounded.
     summary = compose.printable_line(clean_subject(mail.subject, token_regex(ctx.config.case_token)),
                                      compose.MAX_SUBJECT_TEXT) or "(no subject)"
     contact_name = compose.printable_line(mail.from_name, compose.MAX_NAME)
-    customer = work.customer
     values = dict(
         mailbox=work.message.mailbox,
         type=fields.get("type", "request"), status=fields.get("status", "new"),
         priority=fields.get("priority", "P6"), tier=fields.get("tier", "triage"), team=fields.get("team"),
-        contact=contact_addr, contact_name=contact_name, customer=customer,
+        contact=contact_addr, contact_name=contact_name, customer=work.customer,
         company=fields.get("company"), summary=summary, description=mail.text[:DESCRIPTION_LIMIT],
         need_by=fields.get("need_by"), partner=bool(fields.get("partner")),
         tags=list(fields.get("tags") or []), admin_task_type=fields.get("admin_task_type"),
         internal=bool(fields.get("internal")), needs_triage=bool(fields.get("needs_triage")),
-        decided_by=dict(work.decided_by), created_at=arrived, updated_at=now, status_changed_at=arrived,
-        tier_entered_at=arrived, last_customer_at=arrived)
-    case = work.case = Case(id=db.insert(Case, **values), **values)
-    events = [event_row(work, case, "created", detail=f"from message {work.message.id}: {summary[:200]}")]
-    events += [event_row(work, case, "field", field=name, new=fields[name], rule=work.decided_by.get(name),
-                         actor="mailproc")
-               for name in ("type", "status", "priority", "tier", "team", "company", "need_by", "partner",
-                            "internal", "needs_triage", "tags", "admin_task_type")
-               if fields.get(name) not in (None, [], "")]
-    db.insert_many(Event, events)
+        last_customer_at=utc(arrived))
+    case = work.case = cases.open_case(
+        values, decided=fields, rules=work.decided_by, actor=mail.from_addr or cases.SYSTEM, now=work.now,
+        opened_at=arrived, message=work.message, participants=_others(work),
+        detail=f"from message {work.message.id}: {summary[:200]}")
     if work.reopen_of is not None:
-        CaseLink.create(case=case, other=work.reopen_of, kind="reopened_from", created_at=now)
-        event(work, case, "linked", detail=f"reply to closed case #{work.reopen_of.id}", rule="thread:closed-case")
-        event(work, work.reopen_of, "linked", detail=f"customer replied after closing; new case #{case.id}",
-              rule="thread:closed-case")
-    db.insert(Participant, case=case, address=contact_addr, role="contact")
-    _add_participants(work, case, known={contact_addr})
-    _seen(contact_addr, work, name=contact_name)
+        cases.link(case, work.reopen_of, "reopened_from", actor=mail.from_addr or cases.SYSTEM, now=work.now,
+                   rule="thread:closed-case", message=work.message,
+                   detail=f"reply to closed case #{work.reopen_of.id}",
+                   other_detail=f"customer replied after closing; new case #{case.id}")
+    cases.contact_seen(contact_addr, work.now, name=contact_name)
     _acknowledge(work, case)
+
+
+def _others(work: Work) -> list[str]:
+    """Everyone on the mail but us: they become participants (so their replies may use the token)."""
+    ours = work.ctx.config.our_addresses
+    mail = work.mail
+    return [address for address in [mail.from_addr, *mail.cc, *mail.to] if address and address not in ours]
+
+
+HANDLERS: dict[str, Callable[[Work], None]] = {
+    "duplicate": _duplicate, "loop": _record_only, "rejected": _record_only, "bulk": _record_only,
+    "bounce": _bounce, "auto_reply": _auto_reply, "follow_up": _follow_up, "new_case": _new_case}
 
 
 def _acknowledge(work: Work, case: Case) -> None:
     ctx, mail = work.ctx, work.mail
     suppress = {v.strip().lower() for h in mail.headers.get("x-auto-response-suppress", []) for v in h.split(",")}
     if suppress & SUPPRESS_VALUES:
-        event(work, case, "mail_suppressed", actor="mailproc", new="acknowledgement",
-              detail="sender asked for no automatic replies (X-Auto-Response-Suppress)")
+        _record(work, case, "mail_suppressed", actor=cases.SYSTEM, new="acknowledgement",
+                detail="sender asked for no automatic replies (X-Auto-Response-Suppress)")
         return
     dmarc = _dmarc_failure(work)
     if dmarc:
-        event(work, case, "mail_suppressed", actor="mailproc", new="acknowledgement", detail=dmarc)
+        _record(work, case, "mail_suppressed", actor=cases.SYSTEM, new="acknowledgement", detail=dmarc)
         return
     box = work.mailbox or (ctx.config.mailboxes[0] if ctx.config.mailboxes else None)
     if box is None:
-        event(work, case, "mail_suppressed", actor="mailproc", new="acknowledgement",
-              detail="no mailbox is configured to send from")
+        _record(work, case, "mail_suppressed", actor=cases.SYSTEM, new="acknowledgement",
+                detail="no mailbox is configured to send from")
         return
     sla = ctx.rules.sla
     target = sla.response_target(case.priority)
@@ -236,26 +213,3 @@ def escalated(case: Case) -> bool:
     which is about scheduling, not about waking an engineer.
     """
     return case.priority in ("P1", "P2") and case.type in ("bug", "request")
-
-
-def _add_participants(work: Work, case: Case, known: set[str] | None = None) -> None:
-    """Everyone on the mail but us becomes a participant (so their replies may use the token)."""
-    if known is None:
-        known = {p.address for p in Participant.select(Participant.address).where(Participant.case == case)}
-    ours = work.ctx.config.our_addresses
-    new = []
-    for address in [work.mail.from_addr, *work.mail.cc, *work.mail.to]:
-        if address and address not in ours and address not in known:
-            new.append({"case": case, "address": address, "role": "cc"})
-            known.add(address)
-    db.insert_many(Participant, new)
-
-
-_SEEN_SQL = ("INSERT INTO contact (address, name, undeliverable, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)"
-             " ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen")
-
-
-def _seen(address: str, work: Work, name: str = "") -> None:
-    """Record that `address` wrote to us (one upsert; SQLite 3.24+ and PostgreSQL)."""
-    now = utc(work.now)
-    db.execute(_SEEN_SQL, [address.lower(), name[:255], False, now, now])
