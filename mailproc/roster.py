@@ -16,8 +16,8 @@ window opens soonest (rule `assignment:next-window`, `Choice.starts_at` says
 when): the case has an owner and lands in the right queue, nobody working is
 passed over for someone off duty, and the SLA clock is not touched — it counts
 from the mail's arrival in business hours, whoever holds the case. The caller
-(the act stage) sets the assignee and `Person.last_assigned_at`
-(`note_assigned`) in the case's transaction; `team_load` gives it the counts.
+(the act stage) calls `pick` in the case's transaction, then sets the assignee
+(`person_id`) and `Person.last_assigned_at` (`note_assigned`).
 """
 
 from __future__ import annotations
@@ -150,6 +150,17 @@ def choose(team_agents: Iterable[Agent], at: datetime, open_counts: Mapping[str,
         return None
     start, agent = min(upcoming, key=lambda pair: (pair[0], load(pair[1])))
     return Choice(agent, RULE_NEXT_WINDOW, start)
+
+
+def pick(roster: Roster, team: str | None, at: datetime) -> Choice | None:
+    """The assignee of a new case of `team` that arrived at `at`: `choose` over the team's
+    agents with their current load (one query). Call inside the case's transaction,
+    then set the assignee (`person_id`) and `note_assigned`."""
+    agents = roster.team_agents(team) if team else ()
+    if not agents:
+        return None
+    open_counts, last_assigned = team_load(a.name for a in agents)
+    return choose(agents, at, open_counts, last_assigned)
 
 
 # --- the database ---------------------------------------------------------------------------------

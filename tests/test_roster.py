@@ -313,3 +313,27 @@ def test_the_daemon_syncs_the_roster_on_reload(make_config):
     finally:
         if daemon.sender is not None:
             daemon.sender.finish(5)
+
+
+def test_pick_spreads_a_teams_cases_by_the_load_in_the_database(db_url):
+    db.open_database(db_url)
+    team = _roster(agent("ana"), agent("bob"), agent("dev", teams=("Dev Team",)))
+    roster.sync(team)
+    at = MONDAY_10
+    chosen = []
+    # what the act stage does for each new Support Team case; each is resolved at once, so the
+    # open counts stay equal and the longest wait since the last assignment decides
+    for minute in range(4):
+        with db.transaction():
+            choice = roster.pick(team, "Support Team", at + timedelta(minutes=minute))
+            person = roster.person_id(choice.agent.name)
+            Case.create(contact="c@example.com", assignee=person, status="resolved", created_at=at,
+                        updated_at=at, status_changed_at=at, tier_entered_at=at)
+            roster.note_assigned(person, at + timedelta(minutes=minute))
+        chosen.append(choice.agent.name)
+    assert chosen == ["ana", "bob", "ana", "bob"]
+    with db.transaction():  # an open case weighs more than the wait
+        Case.create(contact="c@example.com", assignee=roster.person_id("ana"), created_at=at, updated_at=at,
+                    status_changed_at=at, tier_entered_at=at)
+    assert roster.pick(team, "Support Team", at + timedelta(minutes=5)).agent.name == "bob"
+    assert roster.pick(team, "Marketing", at) is None and roster.pick(team, None, at) is None
