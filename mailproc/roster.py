@@ -16,8 +16,8 @@ window opens soonest (rule `assignment:next-window`, `Choice.starts_at` says
 when): the case has an owner and lands in the right queue, nobody working is
 passed over for someone off duty, and the SLA clock is not touched — it counts
 from the mail's arrival in business hours, whoever holds the case. The caller
-(the act stage) calls `pick` in the case's transaction, then sets the assignee
-(`person_id`) and `Person.last_assigned_at` (`note_assigned`).
+(the act stage) calls `pick` in the case's transaction and sets the assignee
+(`person_id`) through `mailproc.cases`, which moves `Person.last_assigned_at`.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def choose(team_agents: Iterable[Agent], at: datetime, open_counts: Mapping[str,
 def pick(roster: Roster, team: str | None, at: datetime) -> Choice | None:
     """The assignee of a new case of `team` that arrived at `at`: `choose` over the team's
     agents with their current load (one query). Call inside the case's transaction,
-    then set the assignee (`person_id`) and `note_assigned`."""
+    then set the assignee (`person_id`) through `mailproc.cases`."""
     agents = roster.team_agents(team) if team else ()
     if not agents:
         return None
@@ -185,7 +185,8 @@ def team_load(names: Iterable[str]) -> tuple[dict[str, int], dict[str, datetime 
 
 
 def note_assigned(person_id: int, at: datetime) -> None:
-    """Inside the transaction that sets a case's assignee: when this agent last got one."""
+    """When this agent last got a case (`mailproc.cases` does this whenever it sets an
+    assignee; for writers outside it, and tests)."""
     db.update(Person, person_id, last_assigned_at=utc(at))
 
 
