@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Literal
 
-import quotequail
+import quotequail  # type: ignore[import-untyped]  # no type information shipped
 
 from mailproc.parse import ParsedMail, html_to_text
 
@@ -223,26 +223,36 @@ _HEADER_BLOCK = 10  # lines a quote header right above our marker may take
 
 def _probe(lines: list[str]) -> list[str]:
     """The lines as quotequail is shown them: one for one, long lines and overlong runs of
-    header-like lines replaced by a neutral stand-in, so its work stays linear."""
+    header-like lines replaced by a neutral stand-in, so its work stays linear.
+
+    quotequail reads a header block on through blank lines and through single
+    other lines (as wrapped values); only two other lines in a row end it.
+    """
     probe = []
-    run = 0
+    run = 0  # lines since two other lines in a row
+    others = 0  # other lines in a row
+    forced = 0  # stand-ins still to put, to end an overlong run
     for line in lines:
-        if len(line) > PROBE_CHARS:
+        if forced or len(line) > PROBE_CHARS:
+            forced = max(0, forced - 1)
             probe.append(f"> {_STAND_IN}" if line.startswith(">") else _STAND_IN)
-            run = 0
+            others += 1
+            if others >= 2:
+                run = 0
             continue
+        probe.append(line)
         if not line.strip():
-            probe.append(line)
             continue
         if _HEADER_LIKE.match(_unquoted(line)):
-            run += 1
-            if run > HEADER_RUN:
-                probe.append(f"> {_STAND_IN}" if line.startswith(">") else _STAND_IN)
+            others = 0
+        else:
+            others += 1
+            if others >= 2:
                 run = 0
                 continue
-        else:
-            run = 0
-        probe.append(line)
+        run += 1
+        if run > HEADER_RUN:
+            forced = 2
     return probe
 
 
