@@ -9,11 +9,12 @@ to its savepoint and kept as `failed` with the error (a human looks at it,
 `messages retry ID` runs it again); the batch goes on.
 
 A message that kills the process (a parser bug eating all memory, say) would
-otherwise be taken again on every round, forever. So every attempt is
-counted in a commit of its own before it starts, as Mailman's switchboard
-keeps a backup of the message in hand: a message left pending with attempts
-is tried alone next time, and after `MAX_ATTEMPTS` attempts that never
-finished it is parked as `failed` with the reason.
+otherwise be taken again on every round, forever. Each process names the
+message in hand outside the database (`inflight`); the message a dead process
+had in hand gets an attempt counted, is tried alone next time, and after
+`MAX_ATTEMPTS` attempts that never finished it is parked as `failed` with the
+reason, as Mailman's switchboard parks a message it keeps crashing on. The
+other messages of a batch that died are not blamed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import traceback
 
-from mailproc import db
+from mailproc import db, inflight
 from mailproc.context import Context
 from mailproc.crashpoints import crashpoint
 from mailproc.models import Message, utc
@@ -52,7 +53,7 @@ MAX_ATTEMPTS = 3  # attempts that never finished before a message is parked as f
 BATCH_MESSAGES = 25
 BATCH_BYTES = 50 * 1024 * 1024
 
-_COUNT_ATTEMPT_SQL = "UPDATE message SET attempts = attempts + 1 WHERE state = 'pending' AND id IN ({})"
+_COUNT_ATTEMPT_SQL = "UPDATE message SET attempts = attempts + 1 WHERE state = 'pending' AND id = ?"
 
 
 def process(ctx: Context, message: Message) -> str:
@@ -65,10 +66,10 @@ def process(ctx: Context, message: Message) -> str:
 def process_all(ctx: Context, messages: list[Message], stop=lambda: False) -> dict[str, int]:
     """Process messages in order; return counts by disposition.
 
-    Messages never tried before go as one batch; a message that was tried
-    before and never finished goes alone (it may be what killed the process),
-    or is parked once it has had MAX_ATTEMPTS."""
+    Messages go in batches; a message that a process died with goes alone
+    (it may be what killed it), or is parked once it has had MAX_ATTEMPTS."""
     counts: dict[str, int] = {}
+    blamed = _blame_the_dead(ctx)
 
     def add(disposition: str) -> None:
         counts[disposition] = counts.get(disposition, 0) + 1
@@ -83,7 +84,8 @@ def process_all(ctx: Context, messages: list[Message], stop=lambda: False) -> di
     for message in messages:
         if stop():
             break
-        if message.attempts == 0:
+        attempts = max(message.attempts, blamed.get(message.id, 0))
+        if attempts == 0:
             if batch and (len(batch) >= BATCH_MESSAGES or size + message.size > BATCH_BYTES):
                 flush(batch)
                 size = 0
@@ -92,8 +94,8 @@ def process_all(ctx: Context, messages: list[Message], stop=lambda: False) -> di
             continue
         flush(batch)
         size = 0
-        if message.attempts >= MAX_ATTEMPTS:
-            add(_park(ctx, message))
+        if attempts >= MAX_ATTEMPTS:
+            add(_park(ctx, message, attempts))
         else:
             flush([message])
     flush(batch)
@@ -111,10 +113,11 @@ def _process_batch(ctx: Context, messages: list[Message]) -> list[str]:
     """Prepare and screen outside the transaction, then commit the batch in one."""
     if not messages:
         return []
-    _count_attempt([m.id for m in messages])
+    in_hand = inflight.of(ctx.config.storage)
     dispositions: list[str] = []
     works: list[Work] = []
     for message in messages:
+        in_hand.mark(message.id)
         try:
             works.append(_pure(ctx, message))
         except Exception as exc:  # one bad message must not stop the batch
@@ -122,17 +125,28 @@ def _process_batch(ctx: Context, messages: list[Message]) -> list[str]:
     with db.transaction():
         db.serialize_messages()
         for work in works:
+            in_hand.mark(work.message.id)
             dispositions.append(_stages(ctx, work))
+    in_hand.mark(0)
     for disposition in dispositions:
         if disposition not in ("skipped", "failed"):
             crashpoint("after_commit")
     return dispositions
 
 
-def _count_attempt(ids: list[int]) -> None:
-    """Committed before the attempt starts, so a kill cannot undo the count."""
-    with db.transaction():
-        db.execute(_COUNT_ATTEMPT_SQL.format(", ".join("?" * len(ids))), ids)
+def _blame_the_dead(ctx: Context) -> dict[int, int]:
+    """Count an attempt for each message a dead process had in hand; message id ->
+    its attempts now. Committed at once: the next death must not undo it."""
+    blamed: dict[int, int] = {}
+    for message_id in inflight.left_by_the_dead(ctx.config.storage):
+        with db.transaction():
+            db.execute(_COUNT_ATTEMPT_SQL, [message_id])
+            row = db.query_one("SELECT attempts FROM message WHERE id = ?", [message_id])
+        if row:
+            blamed[message_id] = row[0]
+            log.warning("message %s was in hand when a process died (attempt %d of %d)",
+                        message_id, row[0], MAX_ATTEMPTS)
+    return blamed
 
 
 def _pure(ctx: Context, message: Message) -> Work:
@@ -198,8 +212,8 @@ def _failed(ctx: Context, message: Message, exc: Exception) -> str:
     return "failed"
 
 
-def _park(ctx: Context, message: Message) -> str:
-    error = (f"parked after {message.attempts} attempts that never finished (the process died while "
+def _park(ctx: Context, message: Message, attempts: int) -> str:
+    error = (f"parked after {attempts} attempts that never finished (the process died while "
              f"handling it); `mailproc messages retry {message.id}` tries again")
     log.error("message %s: %s", message.id, error)
     _mark_failed(ctx, message, error)

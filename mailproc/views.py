@@ -79,7 +79,7 @@ def message_dict(message: Message) -> dict:
             "uid": message.uid, "size": message.size, "arrived_at": _time(message.arrived_at),
             "processed_at": _time(message.processed_at), "state": message.state,
             "disposition": message.disposition, "case": message.case_id, "error": message.error,
-            "trace": message.trace or []}
+            "attempts": message.attempts, "trace": message.trace or []}
 
 
 def case_list(status: str | None = None) -> list[dict]:

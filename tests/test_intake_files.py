@@ -161,7 +161,8 @@ def test_bad_input_corpus_nothing_lost(make_config, smtp, dovecot, imap_user, db
                                          password=password, address=SUPPORT)],
                          extra={"max_message_size": "100KB"})
     generated = bad_corpus(tmp_path / "generated")
-    samples = {p.name: p.read_bytes() for p in sorted(MAIL_DIR.glob("*.eml"))}
+    # ingest reads sub-folders too (replies/ and the like)
+    samples = {str(p.relative_to(MAIL_DIR)): p.read_bytes() for p in sorted(MAIL_DIR.rglob("*.eml"))}
     assert len(samples) >= 20 and samples["empty.eml"] == b""
     result = ingest(config, capsys, MAIL_DIR, tmp_path / "generated")
     total = len(samples) + len(generated)

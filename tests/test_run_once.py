@@ -105,6 +105,7 @@ def test_a_message_that_kills_the_process_is_parked_after_three_attempts(dovecot
     first, poison, second = json.loads(mailproc(config, "messages", "list", "--json").stdout)  # in UID order
     assert poison["state"] == "failed" and "parked after 3 attempts" in poison["error"]
     assert first["disposition"] == second["disposition"] == "new_case"
+    assert first["attempts"] == second["attempts"] == 0  # in the batch that died, but not in hand
     received = smtp.wait_for(2)
     assert sorted(r.rcpt_tos[0] for r in received) == ["c0@example.org", "c2@example.org"]
     # once the cause is fixed, it can be tried again
@@ -236,3 +237,24 @@ def test_the_journal_is_pruned_to_the_rows_still_sending(tmp_path, monkeypatch):
     journal.record(7, "m7@x")
     assert journal.accepted() == {1: "m1@x", 3: "m3@x", 7: "m7@x"}
     assert oct(journal.path.stat().st_mode & 0o777) == "0o600"
+
+
+# --- the message in hand -----------------------------------------------------------------
+
+
+def test_only_the_message_in_hand_is_blamed_for_a_death(tmp_path):
+    from mailproc import inflight
+    script = ("import os, signal, sys; from mailproc import inflight; h = inflight.of(sys.argv[1]); "
+              "[h.mark(i) for i in (11, 12, 13)]; os.kill(os.getpid(), signal.SIGKILL)")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)])
+    clean = ("import sys; from mailproc import inflight; h = inflight.of(sys.argv[1]); h.mark(21); h.mark(0)")
+    subprocess.run([sys.executable, "-c", clean, str(tmp_path)], check=True)  # exits normally: file removed
+    between = ("import os, signal, sys; from mailproc import inflight; h = inflight.of(sys.argv[1]); "
+               "h.mark(31); h.mark(0); os.kill(os.getpid(), signal.SIGKILL)")
+    subprocess.run([sys.executable, "-c", between, str(tmp_path)])  # died between batches: nobody in hand
+    mine = inflight.of(tmp_path)
+    mine.mark(41)  # alive: not blamed
+    assert inflight.left_by_the_dead(tmp_path) == [13]
+    assert inflight.left_by_the_dead(tmp_path) == []  # counted once
+    mine.close()
+    assert sorted(p.name for p in (tmp_path / "inflight").iterdir()) == []
