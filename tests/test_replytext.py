@@ -269,7 +269,7 @@ def test_multibyte_text_is_cut_by_bytes_on_a_character_boundary():
 PATHOLOGICAL = {
     "one_mb_line": ("text", "'x' * (1 << 20)"),
     # a 1 MB line shaped like a quote header; quotequail's patterns take cubic time on it
-    "one_mb_header_line": ("text", "'2024/1/1 ' + ' <' * 200000 + '@' * 200000 + '>x' * 200000"),
+    "one_mb_header_line": ("text", "'2024/1/1 ' + ' <' * 10000 + '@' * 10000 + '>x' * 12000 + 'y' * (1 << 20)"),
     "ten_thousand_quote_levels": ("text", "'Answer on top.\\n\\nOn Mon, Ana <ana@acme.example> wrote:\\n' + "
                                           "'>' * 10000 + ' deep\\n' + '>' * 9999 + ' less deep\\n'"),
     "quote_levels_one_to_ten_thousand": ("text", "'\\n'.join('>' * i + ' q' for i in range(1, 10001))"),
