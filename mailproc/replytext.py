@@ -122,8 +122,8 @@ def _bounded(text: str) -> tuple[list[str], bool]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n", MAX_LINES)
     if len(lines) > MAX_LINES:
+        cut = cut or lines[MAX_LINES] != ""  # "" only if the last line kept ended the text
         lines = lines[:MAX_LINES]
-        cut = True
     return lines, cut
 
 

@@ -252,6 +252,11 @@ def test_long_text_is_cut_to_the_bounds_and_says_so():
     assert result.text.splitlines() == [f"line {i}" for i in range(MAX_LINES)]
 
 
+def test_exactly_the_bounds_is_not_truncation():
+    text = "\n".join(f"line {i}" for i in range(MAX_LINES)) + "\n"
+    assert extract_text(text) == ReplyText(text.rstrip("\n"), False, "whole")
+
+
 def test_cut_below_the_quote_header_is_not_truncation():
     """The new text ended at the quote header, long before the cut: it is complete."""
     text = "Short answer.\n\nOn Mon, Ana <ana@acme.example> wrote:\n" + "> quoted\n" * 5000
