@@ -16,7 +16,9 @@ from datetime import datetime
 from typing import Callable
 
 
-from mailproc import cases, compose, outbox
+from mailproc import cases, compose, notify, outbox, roster
+from mailproc.config import MailboxConfig
+from mailproc.context import roster_of
 from mailproc.models import PRIORITY_LABELS, TYPE_LABELS, Case, aware, utc
 from mailproc.parse import authentication_results
 from mailproc.stages import Work
@@ -111,6 +113,10 @@ def _follow_up(work: Work) -> None:
                                            also=times)):
         cases.touch(case, work.now, **times)
     cases.contact_seen(mail.from_addr, work.now)
+    if not agent and notify.enabled(work.ctx):
+        assignee = notify.agent_of(work.ctx, case)
+        if assignee is not None:
+            _notify(work, case, assignee, notify.MESSAGE)
 
 
 def _new_case(work: Work) -> None:
@@ -141,7 +147,55 @@ def _new_case(work: Work) -> None:
                    detail=f"reply to closed case #{work.reopen_of.id}",
                    other_detail=f"customer replied after closing; new case #{case.id}")
     cases.contact_seen(contact_addr, work.now, name=contact_name)
+    choice = _assign(work, case)
     _acknowledge(work, case)
+    if choice is not None and notify.enabled(ctx):
+        _notify(work, case, choice.agent, notify.ASSIGNED, starts_at=choice.starts_at
+                if choice.rule == roster.RULE_NEXT_WINDOW else None)
+
+
+def _assign(work: Work, case: Case) -> roster.Choice | None:
+    """Give the new case to an agent of its team available at the mail's arrival (or,
+    nobody being at work, the one whose window opens soonest); None, with an event
+    saying why, when the team has no agent. Nothing at all when no agents are
+    configured: assignment is not in use, and the hot path pays nothing for it."""
+    agents = roster_of(work.ctx)
+    if not agents.agents:
+        return None
+    choice = roster.pick(agents, case.team, _arrived(work))
+    person = roster.person_id(choice.agent.name) if choice is not None else None
+    if choice is None or person is None:
+        why = (f"agent {choice.agent.name} is not in the database yet (roster not synced)" if choice is not None
+               else f"no agent in team {case.team}" if case.team else "the case has no team")
+        _record(work, case, "unassigned", actor=cases.SYSTEM, rule="assignment:none", detail=why)
+        return None
+    cases.set_field(case, "assignee", person, actor=cases.SYSTEM, now=work.now, rule=choice.rule,
+                    message=work.message, detail=f"{choice.agent.name} ({choice.rule})",
+                    also={"decided_by": {**(case.decided_by or {}), "assignee": choice.rule}})
+    return choice
+
+
+def _notify(work: Work, case: Case, agent: roster.Agent, event: str, starts_at: datetime | None = None) -> None:
+    """One notification to `agent` about this mail on `case`. The SLA due time is the
+    first response's while there has been none (counted from the case's opening, as the
+    acknowledgement promised), then the answer to this mail's (from its arrival)."""
+    sla, ctx = work.ctx.rules.sla, work.ctx
+    start = aware(case.created_at) if case.first_response_at is None else _arrived(work)
+    due = sla.expected_response(case.priority, start or _arrived(work)) if case.priority in sla.response else None
+    box = _mailbox_of(work, case)
+    if box is None:
+        _record(work, case, "mail_suppressed", actor=cases.SYSTEM, new=notify.KIND,
+                detail="no mailbox is configured to send from")
+        return
+    notify.notify(ctx, case=case, agent=agent, event=event, mail=work.mail, box=box, due=due, now=work.now,
+                  starts_at=starts_at)
+
+
+def _mailbox_of(work: Work, case: Case) -> MailboxConfig | None:
+    """The case's mailbox (the one it was opened through), else the one this mail came in by."""
+    boxes = work.ctx.config.mailboxes
+    return (next((b for b in boxes if b.name == case.mailbox), None) or work.mailbox
+            or (boxes[0] if boxes else None))
 
 
 def _others(work: Work) -> list[str]:
