@@ -11,10 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailproc import cli, db, tokens
+from mailproc.clock import Clock
+from mailproc.context import Context, load_context, roster_of
 from mailproc.config import load
 from mailproc.models import Case, Event, Outbox, Person
 from mailproc.replytext import MARKER
 from mailproc.rules import load_rules
+from mailproc.stages import thread
 from mailproc.subject import parse_commands
 from mailproc.templates import when
 
@@ -88,6 +91,7 @@ def test_customer_mail_assigns_and_notifies_then_follow_up_notifies_new_text(
     message_id = headers["Message-ID"].strip("<>")
     assert message_id.startswith(f"mp.{token}.") and message_id.endswith("@example.com")
     assert Outbox.get((Outbox.kind == "notification") & (Outbox.case == first.id)).message_id == message_id
+    assert thread._case_of_message_id(message_id, None).id == first.id  # a reply to it threads to the case
     subject = headers["Subject"]
     assert f"[Case #{first.id}]" in subject and "Cannot export reports" in subject
     assert parse_commands(subject).commands == []
@@ -172,3 +176,11 @@ def test_no_agents_no_notification_and_no_assignment_event(dovecot, imap_user, s
     assert Person.select().count() == 0
     assert Event.select().where(Event.kind == "unassigned").count() == 0
     assert [o.kind for o in Outbox.select()] == ["acknowledgement"]
+
+
+def test_the_roster_is_built_once_per_context(make_config):
+    config = load(make_config(agents={"ana": dict(address="ana@agents.example", teams="Support Team")}))
+    ctx = load_context(config, Clock(T0))
+    assert roster_of(ctx) is ctx.roster and [a.name for a in ctx.roster.agents] == ["ana"]
+    by_hand = Context(config=config, rules=ctx.rules, templates=None, clock=Clock(T0), raw=None)
+    assert roster_of(by_hand) is roster_of(by_hand) and roster_of(by_hand).agents == ctx.roster.agents
