@@ -56,8 +56,14 @@ def _v3(database: pw.Database) -> None:
     database.create_tables([models.TeamMember, models.Case], safe=True)  # safe: also the indexes
 
 
+def _v4(database: pw.Database) -> None:
+    """Time logged on cases by agents' `time=` commands (the monthly hours report)."""
+    from mailproc import models
+    database.create_tables([models.TimeEntry], safe=True)
+
+
 # Append (version, function) pairs here; never edit a released one.
-MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
+MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -246,6 +246,18 @@ class Outbox(Base):
         indexes = ((("to_addr", "created_at"), False),)
 
 
+class TimeEntry(Base):
+    """Time an agent logged on a case (`time=1.5h tag=Meetings`): the monthly hours
+    report (seed 004) sums it per case, agent and tag."""
+    case = pw.ForeignKeyField(Case, backref="time_entries", on_delete="CASCADE")
+    person = pw.ForeignKeyField(Person, null=True, on_delete="SET NULL")
+    actor = pw.CharField()  # the agent's address, kept if the person row goes
+    minutes = pw.IntegerField()
+    tag = pw.CharField(null=True)
+    logged_at = pw.DateTimeField(index=True)
+    message = pw.ForeignKeyField(Message, null=True, on_delete="SET NULL")
+
+
 class ImapCheckpoint(Base):
     """Where intake stopped in one mailbox folder."""
     mailbox = pw.CharField()

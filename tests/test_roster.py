@@ -285,7 +285,7 @@ def test_upgrade_from_version_2_adds_the_roster_columns(db_url):
     database.execute_sql('UPDATE "schema_version" SET "version" = 2')
     db.close()
     database = db.open_database(db_url)
-    assert db.current_version(database) == 3
+    assert db.current_version(database) == db.SCHEMA_VERSION
     assert Person.get(Person.address == "ana@agents.example").handle is None  # kept; sync names it again
     roster.sync(_roster(agent("ana")))
     assert Person.get(Person.handle == "ana").address == "ana@agents.example"

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Callable
 
 
-from mailproc import cases, compose, notify, outbox, roster
+from mailproc import agentmail, cases, compose, notify, outbox, roster
 from mailproc.config import MailboxConfig
 from mailproc.context import roster_of
 from mailproc.models import PRIORITY_LABELS, TYPE_LABELS, Case, aware, utc
@@ -40,7 +40,11 @@ def run(work: Work) -> None:
     msg.subject = mail.subject[:2000]
     msg.from_addr = mail.from_addr[:255]
     work.disposition = disposition(work)
-    HANDLERS[work.disposition](work)
+    if work.disposition in ("follow_up", "new_case") and agentmail.is_command_mail(work):
+        work.disposition = "command"  # an agent's subject commands: mailproc.agentmail
+        agentmail.run(work)
+    else:
+        HANDLERS[work.disposition](work)
     cases.file_message(msg, work.case, disposition=work.disposition, trace=work.trace, now=work.now)
 
 
