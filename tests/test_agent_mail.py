@@ -239,3 +239,12 @@ def test_automatic_mail_never_commands_and_gets_no_answer(sqlite_desk, header):
     assert not desk.outgoing("refusal") and not desk.outgoing("transcript")
     assert Event.select().where((Event.case == 1) & (Event.message.is_null(False))
                                 & (Event.kind != "created")).count() >= 1  # kept on the case
+
+
+def test_split_opens_a_linked_case_and_the_transcript_names_it(desk):
+    desk.agent_mail("[split]", headers={"Authentication-Results": PASS},
+                    body="The customer also cannot download invoices.")
+    desk.state()
+    new = Case.get_by_id(2)
+    assert (new.contact, new.summary) == ("cus@shop.example", "The customer also cannot download invoices.")
+    assert "new case #2 split from this one" in text_of(desk.received(ANA, "transcript"))

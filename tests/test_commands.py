@@ -13,7 +13,7 @@ from mailproc import cases, commands, db, roster, subject
 from mailproc.availability import Schedule
 from mailproc.commands import CommandError, Origin
 from mailproc.config import AgentConfig, TeamConfig
-from mailproc.models import Case, Event, Message, Person, TimeEntry
+from mailproc.models import Case, CaseLink, Event, Message, Person, TimeEntry
 from mailproc.subject import Command
 from zoneinfo import ZoneInfo
 
@@ -213,7 +213,7 @@ def test_one_refused_command_rolls_back_the_others(case, origin):
     with db.transaction():  # the message's transaction: the commands' savepoint is inside it
         results, applied = commands.apply(
             CTX, case, [Command.of("status", "resolved"), Command.of("priority", "P9"), Command.of("tag", "x"),
-                        Command.of("split")], actor=ANA, now=T0, message=origin)
+                        Command.of("merge", "7")], actor=ANA, now=T0, message=origin)
     assert not applied
     assert [(r.skipped, bool(r.error)) for r in results] == [(True, False), (False, True), (True, False),
                                                              (False, True)]
@@ -226,3 +226,15 @@ def test_time_takes_the_tag_of_its_mail_and_the_tag_is_not_a_case_tag(case, orig
                                       actor=ANA, now=T0, message=origin)
     assert applied and TimeEntry.get().tag == "Meetings" and stored(case).tags == ["vip"]
     assert results[1].change.text == "tag 'Meetings' labels the time logged"
+
+
+def test_split_opens_a_linked_case_from_the_mails_text(case, origin):
+    change = run(case, origin, "split")
+    new = Case.get_by_id(change.new)
+    assert (new.contact, new.summary, new.status) == (
+        "cus@shop.example", "Customer called; the password reset mail never arrives.", "new")
+    link = CaseLink.get()
+    assert (link.case_id, link.other_id, link.kind) == (new.id, case.id, "split_from")
+    assert Event.get((Event.case == case) & (Event.kind == "linked")).detail == f"case #{new.id} split from this one"
+    with pytest.raises(CommandError, match="no text"):
+        run(case, Origin(origin.row, ""), "split")
