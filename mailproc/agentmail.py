@@ -17,6 +17,10 @@ command group is an ordinary follow-up: the commands are never read.
   and why, in the order written (and the command reference for `help`).
 - A command mail whose case does not exist (or that names none) gets an
   error mail at the roster address.
+- The new text of an allowed mail goes to the customer (`relay`), also when
+  it has no commands at all; not when its commands were refused, nor for
+  `note`, `split` and `help`, whose text is the command's own. A mail with
+  only commands sends the customer nothing.
 
 Transcripts are not `automatic` in the outbox's sense (the per-address limit
 of automatic mail would silence an agent who works many cases in an hour):
@@ -30,7 +34,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mailproc import authz, cases, commands, compose, outbox
+from mailproc import authz, cases, commands, compose, outbox, relay
 from mailproc.models import Case
 from mailproc.replytext import extract
 from mailproc.roster import Agent
@@ -40,6 +44,8 @@ from mailproc.subject import find_tokens, parse_commands, token_regex
 log = logging.getLogger(__name__)
 
 TRANSCRIPT, REFUSAL = "transcript", "refusal"
+# Commands whose mail text is not for the customer: the body is the command's own.
+PRIVATE = ("note", "split", "help")
 SUBJECT_LIMIT = 500
 
 
@@ -54,6 +60,11 @@ def agent_of(work: Work) -> Agent | None:
 def is_command_mail(work: Work) -> bool:
     """A subject with a command group from an address of the roster (cheap test first)."""
     return parse_commands(work.mail.subject).span is not None and agent_of(work) is not None
+
+
+def is_agent_reply(work: Work) -> bool:
+    """A mail on a case from an address of the roster: an answer to relay, once proven."""
+    return work.case is not None and agent_of(work) is not None
 
 
 def run(work: Work) -> None:
@@ -74,6 +85,9 @@ def run(work: Work) -> None:
         return
     work.note("agentmail", f"authorised:{decision.how}")
     parsed = parse_commands(mail.subject)
+    if parsed.span is None:  # an answer without commands
+        _relay(work, case, agent)
+        return
     actor = agent.address
     origin = commands.Origin(work.message, extract(mail).text)
     if parsed.problems:
@@ -89,9 +103,18 @@ def run(work: Work) -> None:
                  detail=("applied: " if applied else "refused, nothing changed: ")
                  + "; ".join([r.change.text for r in results if r.change] or problems)[:2000])
     work.note("agentmail", "applied" if applied else "refused")
+    if applied and not any(c.name in PRIVATE for c in parsed.commands):
+        _relay(work, case, agent)
     _queue(work, case, agent, TRANSCRIPT, automatic=False, context=dict(
         applied=applied, results=results, problems=list(parsed.problems),
         help_text=commands.reference_text() if any(c.name == "help" for c in parsed.commands) else ""))
+
+
+def _relay(work: Work, case: Case, agent: Agent) -> None:
+    """The new text of the agent's mail to the customer (`relay`); nothing if there is none."""
+    done = relay.relay(work.ctx, case, work.mail, work.message, agent_name=agent.config.display_name or agent.name,
+                       agent_address=agent.address, now=work.now)
+    work.note("agentmail", f"reply:{done.outcome}")
 
 
 def _refused(work: Work, case: Case, agent: Agent, decision: authz.Decision) -> None:

@@ -43,6 +43,8 @@ def run(work: Work) -> None:
     if work.disposition in ("follow_up", "new_case") and agentmail.is_command_mail(work):
         work.disposition = "command"  # an agent's subject commands: mailproc.agentmail
         agentmail.run(work)
+    elif work.disposition == "follow_up" and agentmail.is_agent_reply(work):
+        agentmail.run(work)  # an agent's answer on a case: relayed once proven
     else:
         HANDLERS[work.disposition](work)
     cases.file_message(msg, work.case, disposition=work.disposition, trace=work.trace, now=work.now)

@@ -1,0 +1,85 @@
+"""An agent's answer relayed to the customer, end to end through Dovecot and aiosmtpd,
+on SQLite and PostgreSQL: only the new text, from the support mailbox, on the case's
+thread, as a person's answer; nothing for a commands-only reply, an internal note, a
+refused mail, or an answer the customer already got directly."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailproc import db
+from mailproc.config import load
+from mailproc.models import Case, Event
+
+from helpers import mail
+from test_agent_mail import ANA, PASS, Desk, text_of
+
+QUOTED = ("\n\nOn Thu, 26 Nov 2026 at 09:05, Cus <cus@shop.example> wrote:\n"
+          "> The login page says my password is wrong.\n")
+
+
+@pytest.fixture
+def desk(dovecot, imap_user, smtp, make_config, db_url):
+    return Desk(dovecot, imap_user, smtp, make_config, db_url)
+
+
+def relayed(desk: Desk) -> list:
+    return desk.outgoing("agent_reply")
+
+
+def case_row(desk: Desk) -> Case:
+    db.open_database(load(desk.config).database)
+    return Case.get_by_id(desk.case)
+
+
+def test_an_agents_answer_reaches_the_customer_without_the_quote(desk):
+    desk.deliver(mail("Re: [Case #1] Cannot log in", "Please clear your browser's cache and try again.\n\n-- \nAna"
+                      + QUOTED, sender=ANA, message_id="answer-1", headers={"In-Reply-To": desk.token_id()}))
+    got = desk.received("cus@shop.example", "agent_reply")
+    body = text_of(got)
+    assert "Please clear your browser's cache and try again." in body
+    assert "password is wrong" not in body and "wrote:" not in body
+    assert got.message["Auto-Submitted"] is None  # a person's answer
+    assert got.message["In-Reply-To"] == "<customer-1@test.example>"
+    assert "[Case #1]" in got.message["Subject"] and got.message["From"] == "support@example.com"
+    case = case_row(desk)
+    assert case.first_response_at is not None and case.last_agent_at is not None
+    assert Event.select().where(Event.case == 1, Event.kind == "agent_reply").count() == 1
+
+
+def test_answer_and_commands_together(desk):
+    desk.agent_mail("[pending]", body="Could you send us a screenshot?" + QUOTED,
+                    headers={"Authentication-Results": PASS})
+    assert text_of(desk.received("cus@shop.example", "agent_reply")).startswith("Could you send us a screenshot?")
+    assert case_row(desk).status == "pending_input"
+    assert len(desk.outgoing("transcript")) == 1
+
+
+def test_commands_only_sends_nothing_to_the_customer(desk):
+    desk.agent_mail("[priority=P2]", body=QUOTED.strip(), headers={"Authentication-Results": PASS})
+    assert case_row(desk).priority == "P2"
+    assert relayed(desk) == [] and len(desk.outgoing("transcript")) == 1
+
+
+def test_an_internal_note_is_not_sent(desk):
+    desk.agent_mail("[note]", body="Customer is on the legacy SSO; check with Dev.",
+                    headers={"Authentication-Results": PASS})
+    assert relayed(desk) == []
+    assert Event.select().where(Event.case == 1, Event.detail.contains("legacy SSO")).count() >= 1
+
+
+def test_a_refused_mail_relays_nothing(desk):
+    desk.deliver(mail("Re: [Case #1] Cannot log in", "Your account is locked, click here." + QUOTED,
+                      sender=ANA, message_id="forged-1"))  # no token, no trusted verdict
+    assert relayed(desk) == []
+    assert case_row(desk).first_response_at is None
+
+
+def test_an_answer_sent_to_the_customer_directly_is_recorded_not_sent_again(desk):
+    desk.deliver(mail("Re: [Case #1] Cannot log in", "I have reset your password." + QUOTED, sender=ANA,
+                      to="cus@shop.example", message_id="direct-1",
+                      headers={"Cc": "support@example.com", "Authentication-Results": PASS}))
+    assert relayed(desk) == []
+    [event] = Event.select().where(Event.case == 1, Event.kind == "agent_reply")
+    assert "directly" in event.detail and "reset your password" in event.detail
+    assert case_row(desk).first_response_at is not None
