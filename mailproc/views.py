@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 from peewee import fn
 
-from mailproc.models import Case, Event, Message, Participant, aware
+from mailproc.models import Case, Event, Message, Participant, TimeEntry, aware
 
 
 # C0 and C1 controls, DEL, and the bidirectional controls that reorder a line on screen.
@@ -64,6 +64,12 @@ def case_detail(case: Case) -> dict:
                             for p in case.participants.order_by(Participant.id)]
     data["links"] = ([{"kind": link.kind, "case": link.other_id} for link in case.links]
                      + [{"kind": f"{link.kind}:by", "case": link.case_id} for link in case.linked_from])
+    entries = list(case.time_entries.order_by(TimeEntry.logged_at, TimeEntry.id))
+    data["time_logged"] = {
+        "hours": round(sum(e.minutes for e in entries) / 60, 2),
+        "entries": [{"at": _time(e.logged_at), "actor": e.actor, "hours": round(e.minutes / 60, 2), "tag": e.tag}
+                    for e in entries]}
+    data["assignee_name"] = case.assignee.handle if case.assignee_id else None
     return data
 
 

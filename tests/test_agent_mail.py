@@ -248,3 +248,18 @@ def test_split_opens_a_linked_case_and_the_transcript_names_it(desk):
     new = Case.get_by_id(2)
     assert (new.contact, new.summary) == ("cus@shop.example", "The customer also cannot download invoices.")
     assert "new case #2 split from this one" in text_of(desk.received(ANA, "transcript"))
+
+
+def test_cases_show_reports_time_logged_links_and_assignee(desk, capsys):
+    import json
+    desk.agent_mail("[time=1.5h tag=Meetings assign=bob]", headers={"Authentication-Results": PASS})
+    capsys.readouterr()
+    try:
+        assert cli.main(["--config", str(desk.config), "cases", "show", "1", "--json"]) == 0
+    finally:
+        db.close()
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["time_logged"]["hours"] == 1.5
+    assert [(e["hours"], e["tag"], e["actor"]) for e in shown["time_logged"]["entries"]] == [(1.5, "Meetings", ANA)]
+    assert shown["assignee_name"] == "bob" and shown["links"] == []
+    assert {"actor", "kind", "field", "old", "new"} <= set(shown["events"][-1])
