@@ -83,3 +83,28 @@ def test_an_answer_sent_to_the_customer_directly_is_recorded_not_sent_again(desk
     [event] = Event.select().where(Event.case == 1, Event.kind == "agent_reply")
     assert "directly" in event.detail and "reset your password" in event.detail
     assert case_row(desk).first_response_at is not None
+
+
+def test_a_reply_built_from_the_notification_runs_its_commands_and_reaches_the_customer(desk):
+    """The whole round: the notification the agent received, answered in a mail client
+    (quoted below, commands in the subject), back into the inbox."""
+    import email
+    import email.policy
+    # a question (Support Team, where ana and bob work), so the case is assigned and notified
+    desk.deliver(mail("How do I export a report?", "Where is the export button?", sender="cus@shop.example",
+                      message_id="customer-2"))
+    desk.case = 2
+    [row] = [o for o in desk.outgoing("notification") if o.case_id == 2]
+    note = email.message_from_bytes(bytes(row.raw), policy=email.policy.default)
+    agent = row.recipients[0]
+    quoted = "\n".join("> " + line for line in note.get_body(("plain",)).get_content().splitlines())
+    desk.deliver(mail(f"Re: {note['Subject']} [pending]", "Could you send us a screenshot of the page?\n\n"
+                      f"On Thu, 26 Nov 2026 at 09:06, Support <support@example.com> wrote:\n{quoted}\n",
+                      sender=agent, to=note["Reply-To"], message_id="from-notification",
+                      headers={"In-Reply-To": note["Message-ID"], "References": note["Message-ID"]}))
+    assert case_row(desk).status == "pending_input"
+    body = text_of(desk.received("cus@shop.example", "agent_reply"))
+    assert body.startswith("Could you send us a screenshot of the page?")
+    assert "Reply above this line" not in body and "Priority" not in body  # nothing of the notification
+    [transcript] = desk.outgoing("transcript")
+    assert transcript.recipients == [agent]
