@@ -42,3 +42,11 @@ def run_json(config, capsys, *args, now=None):
     code, out = run(config, *args, "--json", now=now, capsys=capsys)
     assert code == 0, out
     return json.loads(out)
+
+
+def run_once(config, now) -> None:
+    """`mailproc run --once` in-process at the instant `now`; it must succeed."""
+    try:
+        assert cli.main(["--config", str(config), "--now", now.isoformat(), "run", "--once"]) == 0
+    finally:
+        db.close()

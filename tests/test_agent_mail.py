@@ -13,20 +13,13 @@ from mailproc import authz, cli, db, tokens
 from mailproc.config import load
 from mailproc.models import Case, Event, Message, Outbox
 
-from helpers import T0, mail
+from helpers import T0, mail, run_once
 
 SECRET = "k" * 40
 ANA, BOB = "ana@agents.example", "bob@agents.example"
 TRUSTED = "mx.example.com"
 PASS = f"{TRUSTED}; dmarc=pass header.from=agents.example"
 ALWAYS = "Mon-Sun 00:00-24:00"
-
-
-def run_once(config, now) -> None:
-    try:
-        assert cli.main(["--config", str(config), "--now", now.isoformat(), "run", "--once"]) == 0
-    finally:
-        db.close()
 
 
 class Desk:

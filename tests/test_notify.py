@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailproc import cli, db, tokens
+from mailproc import db, tokens
 from mailproc.clock import Clock
 from mailproc.context import Context, load_context, roster_of
 from mailproc.config import load
@@ -21,17 +21,10 @@ from mailproc.stages import thread
 from mailproc.subject import parse_commands
 from mailproc.templates import when
 
-from helpers import T0, mail
+from helpers import T0, mail, run_once
 
 NY = ZoneInfo("America/New_York")
 ALWAYS = "Mon-Sun 00:00-24:00"
-
-
-def run_once(config, now) -> None:
-    try:
-        assert cli.main(["--config", str(config), "--now", now.isoformat(), "run", "--once"]) == 0
-    finally:
-        db.close()
 
 
 def site(make_config, dovecot, imap_user, smtp, db_url, agents, teams=None):
