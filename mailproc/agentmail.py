@@ -34,8 +34,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mailproc import authz, cases, commands, compose, outbox, relay
-from mailproc.models import Case
+from mailproc import authz, cases, commands, compose, notify, outbox, relay
+from mailproc.models import Case, Person, aware
 from mailproc.replytext import extract
 from mailproc.roster import Agent
 from mailproc.stages import Work
@@ -105,9 +105,27 @@ def run(work: Work) -> None:
     work.note("agentmail", "applied" if applied else "refused")
     if applied and not any(c.name in PRIVATE for c in parsed.commands):
         _relay(work, case, agent)
+    if applied:
+        _tell_new_assignee(work, case, agent, results)
     _queue(work, case, agent, TRANSCRIPT, automatic=False, context=dict(
         applied=applied, results=results, problems=list(parsed.problems),
         help_text=commands.reference_text() if any(c.name == "help" for c in parsed.commands) else ""))
+
+
+def _tell_new_assignee(work: Work, case: Case, by: Agent, results: list) -> None:
+    """A case handed to another agent (`assign=`) is announced to them as any new case
+    of theirs is: a notification with the customer's text and their own reply token."""
+    person = next((r.change.new for r in results if r.change and r.change.field == "assignee"), None)
+    handle = Person.get_by_id(person).handle if person is not None else None
+    new = _roster(work.ctx).agent(handle) if handle else None
+    box = _mailbox(work, case)
+    if new is None or new.name == by.name or box is None or not notify.enabled(work.ctx):
+        return
+    sla = work.ctx.rules.sla
+    start = aware(case.created_at) if case.first_response_at is None else work.now
+    due = sla.expected_response(case.priority, start or work.now) if case.priority in sla.response else None
+    notify.notify(work.ctx, case=case, agent=new, event=notify.ASSIGNED, mail=work.mail, box=box, due=due,
+                  now=work.now, text=case.description or "")
 
 
 def _relay(work: Work, case: Case, agent: Agent) -> None:

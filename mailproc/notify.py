@@ -83,11 +83,13 @@ def new_text(mail: ParsedMail) -> tuple[str, bool]:
 
 
 def notify(ctx: Context, *, case: Case, agent: Agent, event: str, mail: ParsedMail, box: MailboxConfig,
-           due: datetime | None, now: datetime, starts_at: datetime | None = None) -> Outbox | None:
+           due: datetime | None, now: datetime, starts_at: datetime | None = None,
+           text: str | None = None) -> Outbox | None:
     """Queue one notification of `event` (ASSIGNED or MESSAGE) on `case` to `agent`, in the
     caller's transaction; None when nothing was queued (refused, or no token could be made:
     an event on the case says why). `due`: the SLA due time; `starts_at`: when the agent's
-    window opens, for a case given to someone off duty."""
+    window opens, for a case given to someone off duty; `text`: what to show instead of
+    the mail's new text (a case handed over by another agent shows the customer's)."""
     keys = ctx.config.token_keys
     if not keys:
         return None
@@ -100,7 +102,11 @@ def notify(ctx: Context, *, case: Case, agent: Agent, event: str, mail: ParsedMa
         log.warning("no notification for case %s to %s: %s", case.id, agent.name, exc)
         return None
     tz = agent.config.timezone
-    text, cut = new_text(mail)
+    if text is None:
+        text, cut = new_text(mail)
+    else:
+        cut = len(text) > MAX_TEXT or len(text.splitlines()) > MAX_LINES
+        text = "\n".join(text[:MAX_TEXT].splitlines()[:MAX_LINES]).strip()
     customer = _customer(case)
     context = dict(
         event=event, case=case, token=ctx.config.case_token.format(number=case.id),

@@ -108,3 +108,24 @@ def test_a_reply_built_from_the_notification_runs_its_commands_and_reaches_the_c
     assert "Reply above this line" not in body and "Priority" not in body  # nothing of the notification
     [transcript] = desk.outgoing("transcript")
     assert transcript.recipients == [agent]
+
+
+def test_a_case_handed_to_another_agent_is_announced_to_them(desk):
+    import email
+    import email.policy
+    from mailproc import tokens
+    from test_agent_mail import BOB, SECRET
+    before = len(desk.outgoing("notification"))
+    desk.agent_mail("[assign=bob]", body="Bob knows the SSO setup better.", headers={"Authentication-Results": PASS})
+    rows = desk.outgoing("notification")[before:]
+    assert [row.recipients for row in rows] == [[BOB]]
+    note = email.message_from_bytes(bytes(rows[0].raw), policy=email.policy.default)
+    text = note.get_body(("plain",)).get_content()
+    assert "The login page says my password is wrong." in text  # the customer's words, not ana's
+    assert "SSO setup" not in text
+    token = note["Reply-To"].split("+", 1)[1].split("@", 1)[0]
+    assert tokens.verify(token, desk.now, [SECRET.encode()], ["ana", "bob"]) == tokens.Verified(1, "bob")
+    # handing a case to oneself announces nothing
+    desk.agent_mail("[assign=me]", sender=BOB, headers={"Authentication-Results": PASS},
+                    body="Taking it.")
+    assert len(desk.outgoing("notification")) == before + 1
