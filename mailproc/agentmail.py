@@ -79,7 +79,7 @@ def run(work: Work) -> None:
         return
     agents = {a.address: a.name for a in _roster(ctx).agents}
     decision = authz.authorise(mail, case=case.id, agents=agents, now=work.now, secrets=ctx.config.token_keys,
-                               authserv_id=ctx.config.authserv_id)
+                               authserv_id=ctx.config.authserv_id, merged=cases.merged_into(case.id))
     if not decision.allowed:
         _refused(work, case, agent, decision)
         return

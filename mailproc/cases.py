@@ -249,3 +249,22 @@ def contact_undeliverable(address: str, reason: str, now: datetime) -> None:
     no more mail is queued to it (`outbox.refusal`)."""
     at = utc(now)
     db.execute(_UNDELIVERABLE_SQL, [address.lower(), "", True, reason[:2000], at, at, at])
+
+
+MAX_MERGE_HOPS = 10  # a chain of merges is followed this far, no further
+
+
+def survivor(case_id: int) -> int:
+    """The case that goes on for `case_id`: follows `merged_into` links (bounded)."""
+    for _ in range(MAX_MERGE_HOPS):
+        found = db.query_one("SELECT other_id FROM case_link WHERE case_id = ? AND kind = 'merged_into'", [case_id])
+        if found is None:
+            return case_id
+        case_id = found[0]
+    return case_id
+
+
+def merged_into(case_id: int) -> list[int]:
+    """The cases merged (directly) into `case_id`: their reply tokens count for it."""
+    return [row[0] for row in db.query_all("SELECT case_id FROM case_link WHERE other_id = ? AND kind = 'merged_into'",
+                                           [case_id])]

@@ -217,7 +217,7 @@ def test_one_refused_command_rolls_back_the_others(case, origin):
     assert not applied
     assert [(r.skipped, bool(r.error)) for r in results] == [(True, False), (False, True), (True, False),
                                                              (False, True)]
-    assert "not available yet" in results[3].error
+    assert "there is no case #7" in results[3].error
     assert (stored(case).__data__, Event.select().count()) == before
 
 

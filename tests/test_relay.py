@@ -129,3 +129,25 @@ def test_a_case_handed_to_another_agent_is_announced_to_them(desk):
     desk.agent_mail("[assign=me]", sender=BOB, headers={"Authentication-Results": PASS},
                     body="Taking it.")
     assert len(desk.outgoing("notification")) == before + 1
+
+
+def test_merge_closes_the_duplicate_and_its_later_mail_lands_on_the_case_that_goes_on(desk):
+    from mailproc.models import CaseLink, Message
+    desk.deliver(mail("Login broken again", "Still cannot log in.", sender="cus@shop.example",
+                      message_id="customer-dup"))
+    desk.agent_mail("[merge=2]", body="", headers={"Authentication-Results": PASS})
+    db.open_database(load(desk.config).database)
+    assert Case.get_by_id(1).status == "closed"
+    assert [(link.case_id, link.other_id, link.kind) for link in CaseLink.select()] == [(1, 2, "merged_into")]
+    # the customer answers on the old thread: it lands on case 2, kept whole on case 1's history
+    desk.deliver(mail("Re: [Case #1] Cannot log in", "Here is the screenshot.", sender="cus@shop.example",
+                      message_id="customer-after-merge"))
+    db.open_database(load(desk.config).database)
+    later = Message.get(Message.message_id == "customer-after-merge@test.example")
+    assert (later.case_id, later.disposition) == (2, "follow_up")
+    assert Case.select().count() == 2 and Message.select().where(Message.case == 1).count() >= 2
+    # the agent's reply token of case 1 still proves her answers, now on case 2
+    desk.deliver(mail("Re: [Case #1] Cannot log in [priority=P3]", "Thanks, looking at it.", sender=ANA,
+                      message_id="agent-after-merge", headers={"In-Reply-To": desk.token_id(case=1)}))
+    db.open_database(load(desk.config).database)
+    assert Case.get_by_id(2).priority == "P3"

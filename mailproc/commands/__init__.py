@@ -25,9 +25,9 @@ from types import ModuleType
 from typing import Any
 
 from mailproc import db
-from mailproc.commands import (ack, assign, close, escalate, help as help_, hold, known, needby, note, pending,
-                               priority, reopen, resolve, split, status, tag, team, tier, time as time_, type as type_,
-                               untag, wait)
+from mailproc.commands import (ack, assign, close, escalate, help as help_, hold, known, merge, needby, note,
+                               pending, priority, reopen, resolve, split, status, tag, team, tier, time as time_,
+                               type as type_, untag, wait)
 from mailproc.commands._common import Change, CommandError, Origin
 from mailproc.models import Case
 from mailproc.subject import Command
@@ -35,13 +35,11 @@ from mailproc.subject import Command
 __all__ = ["Change", "CommandError", "Origin", "REGISTRY", "NOT_YET", "Result", "apply", "reference"]
 
 _MODULES: tuple[ModuleType, ...] = (status, priority, type_, assign, team, tier, escalate, note, hold, wait,
-                                    pending, resolve, close, reopen, split, tag, untag, known, needby, time_, ack,
-                                    help_)
+                                    pending, resolve, close, reopen, split, merge, tag, untag, known, needby, time_,
+                                    ack, help_)
 REGISTRY: dict[str, ModuleType] = {m.name: m for m in _MODULES}
 # Verbs of the grammar that do not run yet: refused with this reason.
-NOT_YET: dict[str, str] = {
-    "merge": "merge is not available yet",
-}
+NOT_YET: dict[str, str] = {}
 
 
 @dataclass

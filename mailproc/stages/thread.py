@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import peewee as pw
 
-from mailproc import db
+from mailproc import cases, db
 from mailproc.models import Case, Message, Participant, Person
 from mailproc.stages import Work
 from mailproc.subject import find_tokens, token_regex
@@ -39,6 +39,11 @@ def run(work: Work) -> None:
         return
     work.thread_rule = rule
     work.note("thread", rule)
+    if case.status == "closed":  # only a closed case can have been merged into another
+        goes_on = cases.survivor(case.id)
+        if goes_on != case.id:
+            case = Case.get_by_id(goes_on)
+            work.note("thread", f"merged-into:{goes_on}")
     if case.status == "closed" and work.screen is None:
         work.reopen_of = case
         work.note("thread", "reply-to-closed-case")
