@@ -238,3 +238,10 @@ def test_split_opens_a_linked_case_from_the_mails_text(case, origin):
     assert Event.get((Event.case == case) & (Event.kind == "linked")).detail == f"case #{new.id} split from this one"
     with pytest.raises(CommandError, match="no text"):
         run(case, Origin(origin.row, ""), "split")
+
+
+def test_the_readme_lists_every_command_of_the_registry():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    missing = [syntax for syntax, _help in commands.reference() if f"`{syntax.split('=')[0]}" not in readme]
+    assert not missing, f"README's command reference lacks {missing}"
