@@ -91,7 +91,7 @@ def open_case(values: Mapping[str, Any], *, decided: Mapping[str, Any], rules: M
     rows = [{"case": case, "address": case.contact, "role": "contact"}]
     rows += _new_participants(case, participants, "cc", {case.contact})
     db.insert_many(Participant, rows)
-    _assigned(case.__data__.get("assignee"), now)
+    note_assigned(case.__data__.get("assignee"), now)
     return case
 
 
@@ -126,7 +126,7 @@ def set_field(case: Case, field: str, value: Any, *, actor: str, now: datetime, 
     for name, new in changes.items():
         setattr(case, name, new)
     if field == "assignee":
-        _assigned(raw, now)
+        note_assigned(raw, now)
     record(case, "field", now=now, actor=actor, field=column.name, old=old, new=raw,
            rule=rule if command is None else f"command:{command}", message=message, detail=detail)
     return True
@@ -160,7 +160,7 @@ def _stamps(field: str, value: Any, now: datetime | None) -> dict[str, datetime 
     return stamps
 
 
-def _assigned(person: int | None, now: datetime) -> None:
+def note_assigned(person: int | None, now: datetime) -> None:
     """Given a case, an agent's `last_assigned_at` moves too: assignment spreads load by it."""
     if person is not None:
         db.update(Person, person, last_assigned_at=utc(now))

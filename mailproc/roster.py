@@ -29,7 +29,7 @@ from typing import Iterable, Mapping
 from mailproc import db
 from mailproc.availability import Schedule, Window, describe_days
 from mailproc.config import AgentConfig, Config, TeamConfig
-from mailproc.models import Person, Team, TeamMember, aware, utc
+from mailproc.models import Person, Team, TeamMember, aware
 
 # A case in one of these is off the agent's desk; every other status counts as open.
 CLOSED_STATUSES = ("resolved", "pending_closure", "closed")
@@ -182,12 +182,6 @@ def team_load(names: Iterable[str]) -> tuple[dict[str, int], dict[str, datetime 
     counts = {handle: count for handle, _, count in rows}
     last = {handle: aware(last_field.python_value(at)) for handle, at, _ in rows}
     return counts, last
-
-
-def note_assigned(person_id: int, at: datetime) -> None:
-    """When this agent last got a case (`mailproc.cases` does this whenever it sets an
-    assignee; for writers outside it, and tests)."""
-    db.update(Person, person_id, last_assigned_at=utc(at))
 
 
 def person_id(name: str) -> int | None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailproc import db, roster
+from mailproc import cases, db, roster
 from mailproc.availability import Schedule, parse_hours
 from mailproc.businesstime import BusinessCalendar
 from mailproc.config import AgentConfig, TeamConfig
@@ -264,7 +264,7 @@ def test_team_load_counts_open_cases_and_reads_the_last_assignment(db_url):
         Case.create(contact="c@example.com", assignee=person, status=status, created_at=MONDAY_10,
                     updated_at=MONDAY_10, status_changed_at=MONDAY_10, tier_entered_at=MONDAY_10)
     with db.transaction():
-        roster.note_assigned(ana.id, u(2026, 1, 12, 9, 15))
+        cases.note_assigned(ana.id, u(2026, 1, 12, 9, 15))
     counts, last = roster.team_load(["ana", "bob", "cleo", "nobody"])
     assert counts == {"ana": 2, "bob": 1, "cleo": 0}
     assert last == {"ana": u(2026, 1, 12, 9, 15), "bob": None, "cleo": None}
@@ -329,7 +329,7 @@ def test_pick_spreads_a_teams_cases_by_the_load_in_the_database(db_url):
             person = roster.person_id(choice.agent.name)
             Case.create(contact="c@example.com", assignee=person, status="resolved", created_at=at,
                         updated_at=at, status_changed_at=at, tier_entered_at=at)
-            roster.note_assigned(person, at + timedelta(minutes=minute))
+            cases.note_assigned(person, at + timedelta(minutes=minute))
         chosen.append(choice.agent.name)
     assert chosen == ["ana", "bob", "ana", "bob"]
     with db.transaction():  # an open case weighs more than the wait

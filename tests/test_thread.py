@@ -16,6 +16,7 @@ from mailproc.context import Context
 from mailproc.models import Case, Message, Outbox, Participant, Person
 from mailproc.parse import parse
 from mailproc.rawstore import RawStore
+from mailproc.rules.screening import load_screening
 from mailproc.stages import Bounce, Work, screen, thread
 from mailproc.subject import clean_subject, find_token, token_regex
 from mailproc.testing import REPO
@@ -29,7 +30,7 @@ _uid = itertools.count(1)
 def ctx(make_config, tmp_path):
     config = mailproc.config.load(make_config(mailboxes=[dict(
         name="support", host="127.0.0.1", port=143, username="u", password="p", address="support@example.com")]))
-    rules = types.SimpleNamespace(screening=screen.load_rules(REPO / "rules" / "screening.toml"))
+    rules = types.SimpleNamespace(screening=load_screening(REPO / "rules" / "screening.toml"))
     return Context(config=config, rules=rules, templates=None, clock=Clock(), raw=RawStore(tmp_path))
 
 
@@ -224,7 +225,7 @@ def test_custom_case_token(database, make_config, tmp_path):
         mailboxes=[dict(name="support", host="127.0.0.1", port=143, username="u", password="p",
                         address="support@example.com")],
         extra={"case_token": "(Ticket {number})"}))
-    ctx = Context(config=config, rules=types.SimpleNamespace(screening=screen.load_rules(
+    ctx = Context(config=config, rules=types.SimpleNamespace(screening=load_screening(
         REPO / "rules" / "screening.toml")), templates=None, clock=Clock(), raw=RawStore(tmp_path))
     case = make_case()
     work = threaded(ctx, mail(subject=f"Re: problem ( ticket  {case.id} )"))

@@ -53,11 +53,8 @@ from typing import Any
 import flufl.bounce
 
 from mailproc.parse import ParsedMail
-from mailproc.rules.screening import ScreeningRules, ScreenRule, load_screening
+from mailproc.rules.screening import ScreeningRules, ScreenRule
 from mailproc.stages import Bounce, Work
-
-# Tests of other stages still load the screening rules through this stage.
-load_rules = load_screening
 
 # Body patterns look at this much of the plain text: enough for any notice's
 # opening, bounded for a 30 MB mail.
