@@ -37,7 +37,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator
 
 import aiosmtplib
 
@@ -160,7 +160,7 @@ def claim(rows: list[Outbox], now: datetime, token: str) -> list[Outbox]:
     return [row for row in rows if row.id in mine]
 
 
-def release(token: str, keep: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+def release(token: str, keep: Collection[int] = ()) -> int:
     """Rows this drain claimed but did not get to (it was stopped) go back to the queue.
     `keep`: rows whose fate is known or unknown but not "untouched" (handed to the
     server, outcome not yet recorded) stay `sending`; `requeue_stale` deals with them,
