@@ -122,6 +122,8 @@ def set_field(case: Case, field: str, value: Any, *, actor: str, now: datetime, 
     if old == raw:
         return False
     changes = {field: value, **_stamps(field, value, utc(now)), **_times(also or {})}
+    if field == "tier":  # a new tier starts a new SLA clock (jobs.sla): no pause carried over
+        changes.update(sla_paused_hours=0.0, sla_paused_at=utc(now) if case.sla_paused_at else None)
     db.update(Case, case.id, **changes)
     for name, new in changes.items():
         setattr(case, name, new)
@@ -132,13 +134,13 @@ def set_field(case: Case, field: str, value: Any, *, actor: str, now: datetime, 
     return True
 
 
-def touch(case: Case, now: datetime, **times: datetime | None) -> None:
+def touch(case: Case, now: datetime, **times: datetime | float | None) -> None:
     """Write times of the case that have no history of their own (`last_customer_at`,
-    `first_response_at`, ...) and `updated_at`; a field with history goes through
-    `set_field`."""
+    `first_response_at`, the timers' and SLA clock's columns, ...) and `updated_at`;
+    a field with history goes through `set_field`."""
     for name in times:
-        if not isinstance(Case._meta.fields.get(name), pw.DateTimeField):
-            raise ValueError(f"touch writes times only, not {name!r}: use set_field")
+        if not isinstance(Case._meta.fields.get(name), (pw.DateTimeField, pw.FloatField)):
+            raise ValueError(f"touch writes times (and clock readings) only, not {name!r}: use set_field")
     changes = {**_times(times), "updated_at": utc(now)}
     db.update(Case, case.id, **changes)
     for name, new in changes.items():

@@ -62,8 +62,29 @@ def _v4(database: pw.Database) -> None:
     database.create_tables([models.TimeEntry], safe=True)
 
 
+V5_CASE_COLUMNS = ("hold_until", "away_until", "reminded_at", "waiting_since", "sla_paused_at", "sla_paused_hours",
+                   "sla_warn_at", "sla_due", "long_hold_at", "paged_at", "page_level", "page_ack_at", "survey_sent_at",
+                   "satisfaction_at", "testimonial_sent_at")
+
+
+def _v5(database: pw.Database) -> None:
+    """The workflow's timers: the due-work table (with a partial index of the pending
+    rows, which is all the sweep reads), slot runs, mailbox poll state, and the case
+    columns timers and SLA clocks keep."""
+    from playhouse.migrate import SchemaMigrator, migrate as run_migration
+
+    from mailproc import models
+    migrator = SchemaMigrator.from_database(database)
+    present = {c.name for c in database.get_columns("cases")}
+    for name in V5_CASE_COLUMNS:
+        if name not in present:
+            run_migration(migrator.add_column("cases", name, models.Case._meta.fields[name]))
+    database.create_tables([models.Case, models.Due, models.SlotRun, models.MailboxState], safe=True)
+    database.execute_sql('CREATE INDEX IF NOT EXISTS "due_pending" ON "due" ("due_at") WHERE "done_at" IS NULL')
+
+
 # Append (version, function) pairs here; never edit a released one.
-MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
+MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -153,6 +153,24 @@ class Case(Base):
     last_agent_at = pw.DateTimeField(null=True)
     resolved_at = pw.DateTimeField(null=True)
     closed_at = pw.DateTimeField(null=True)
+    # --- what the workflow's timers read and write (schema v5) ---
+    hold_until = pw.DateTimeField(null=True)  # On Hold ends (hold=Nd)
+    away_until = pw.DateTimeField(null=True)  # the customer's out-of-office return: reminders wait for it
+    reminded_at = pw.DateTimeField(null=True)  # the Pending Input reminder went out
+    waiting_since = pw.DateTimeField(null=True)  # the customer's first mail we have not answered yet
+    # The tier SLA clock pauses while the case waits on the customer: since when, and the
+    # business hours paused so far in this tier.
+    sla_paused_at = pw.DateTimeField(null=True)
+    sla_paused_hours = pw.FloatField(default=0)
+    sla_warn_at = pw.DateTimeField(null=True)  # turns yellow (None: paused, closed or no limits)
+    sla_due = pw.DateTimeField(null=True, index=True)  # turns red
+    long_hold_at = pw.DateTimeField(null=True)  # flagged: an engineering hold that lasted too long
+    paged_at = pw.DateTimeField(null=True)  # on-call was paged for it
+    page_level = pw.IntegerField(default=0)  # 0 none, 1 on-call paged, 2 wake-up list, 3 next in rotation
+    page_ack_at = pw.DateTimeField(null=True)  # [ack] by on-call
+    survey_sent_at = pw.DateTimeField(null=True)  # the satisfaction question went out
+    satisfaction_at = pw.DateTimeField(null=True)  # the answer came
+    testimonial_sent_at = pw.DateTimeField(null=True)
 
     class Meta:
         table_name = "cases"  # CASE is an SQL keyword
@@ -280,8 +298,48 @@ class Lease(Base):
     expires_at = pw.DateTimeField()
 
 
+class Due(Base):
+    """Work that falls due at a time: a reminder, a status move, an SLA warning, a page.
+
+    Written in the transaction of the change that causes it (`timers.replan`),
+    cancelled (done_at set, outcome 'cancelled') when a later change makes it
+    moot, and swept by `sweep` with one query on the partial index of pending
+    rows, so the sweep's cost follows the due items, not the cases. `key` is
+    unique: the same piece of work planned twice is one row, and a row done
+    stays done (a clock set backwards never repeats it)."""
+    case = pw.ForeignKeyField(Case, null=True, on_delete="CASCADE")
+    kind = pw.CharField()
+    key = pw.CharField(max_length=200, unique=True)
+    due_at = pw.DateTimeField()
+    done_at = pw.DateTimeField(null=True)
+    outcome = pw.CharField(null=True)  # done | cancelled | stale
+    attempts = pw.IntegerField(default=0)
+    last_error = pw.TextField(null=True)
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("case", "done_at"), False),)
+
+
+class SlotRun(Base):
+    """A daily or per-agent slot (a digest, a check-in) that was done, under a unique
+    key, written in the transaction of its mail: each slot happens exactly once."""
+    key = pw.CharField(max_length=200, unique=True)
+    slot_at = pw.DateTimeField()  # the slot's instant (UTC)
+    done_at = pw.DateTimeField()
+
+
+class MailboxState(Base):
+    """How the last polls of a mailbox went (`mailproc status`)."""
+    mailbox = pw.CharField(unique=True)
+    last_poll_at = pw.DateTimeField(null=True)
+    last_ok_at = pw.DateTimeField(null=True)
+    last_error = pw.TextField(null=True)
+    last_error_at = pw.DateTimeField(null=True)
+
+
 TABLES = [SchemaVersion, Team, Person, TeamMember, Customer, Contact, Case, CaseLink, Participant, Message,
-          Event, Outbox, ImapCheckpoint, Lease]
+          Event, Outbox, ImapCheckpoint, Lease, Due, SlotRun, MailboxState]
 
 TYPE_LABELS = {"request": "Request for Service", "admin": "Admin Task",
                "enhancement": "Enhancement Request", "bug": "Bug / Report a Problem"}

@@ -14,6 +14,7 @@ from mailproc.availability import Schedule
 from mailproc.commands import CommandError, Origin
 from mailproc.config import AgentConfig, TeamConfig
 from mailproc.models import Case, CaseLink, Event, Message, Person, TimeEntry
+from mailproc.rules import load_rules
 from mailproc.subject import Command
 from zoneinfo import ZoneInfo
 
@@ -31,7 +32,7 @@ def _agent(name: str) -> roster.Agent:
 ROSTER = roster.Roster(agents=(_agent("ana"), _agent("bob")),
                        teams=tuple(TeamConfig(name=n, lead=None, address=None, configured=False)
                                    for n in ("Support Team", "Dev Team", "Product Team")))
-CTX = SimpleNamespace(roster=ROSTER)
+CTX = SimpleNamespace(roster=ROSTER, rules=load_rules())  # rules: a split case plans its timers
 
 
 @pytest.fixture

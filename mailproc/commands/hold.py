@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from mailproc import cases
 from mailproc.commands._common import CommandError, need_value, set_status
 
 name = "hold"
@@ -20,7 +21,9 @@ def run(ctx, case, value, *, actor, now, message):
     if not match or not 1 <= int(match.group(1)) <= 365:
         raise CommandError(f"hold: {written!r} is not a number of days from 1 to 365 (write hold=3d)")
     days = int(match.group(1))
-    until = (now + timedelta(days=days)).date()
+    ends = now + timedelta(days=days)
+    until = ends.date()
+    cases.touch(case, now, hold_until=ends)  # the timer of jobs.statuses moves it back then
     change = set_status(case, "on_hold", command=name, actor=actor, now=now, message=message,
                         detail=f"on hold for {days} day(s), until {until.isoformat()}")
     return type(change)(change.field, change.old, change.new, f"{change.text} (until {until.isoformat()})")

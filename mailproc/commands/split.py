@@ -30,4 +30,6 @@ def run(ctx, case, value, *, actor, now, message):
                           detail=f"split from case #{case.id} by {actor}")
     cases.link(new, case, "split_from", actor=actor, now=now, rule=f"command:{name}", message=message.row,
                detail=f"split from case #{case.id}", other_detail=f"case #{new.id} split from this one")
+    from mailproc import timers  # the new case's clocks start now
+    timers.replan(ctx, new, now)
     return Change(None, None, new.id, f"new case #{new.id} split from this one: {summary}")

@@ -16,10 +16,11 @@ from datetime import datetime
 from typing import Callable
 
 
-from mailproc import agentmail, cases, compose, notify, outbox, roster
+from mailproc import agentmail, cases, compose, notify, outbox, roster, timers
 from mailproc.config import MailboxConfig
 from mailproc.context import roster_of
 from mailproc.models import PRIORITY_LABELS, TYPE_LABELS, Case, aware, utc
+from mailproc import replytext
 from mailproc.parse import authentication_results
 from mailproc.stages import Work
 from mailproc.stages.thread import is_agent
@@ -32,6 +33,8 @@ DESCRIPTION_LIMIT = 20_000
 SUPPRESS_VALUES = {"all", "autoreply", "oof"}
 # What screening can make of a mail, each recorded as such (a disposition of its own).
 SCREENED = ("loop", "rejected", "bulk", "bounce", "auto_reply")
+# What may change a case's state, and so its due work (timers.replan).
+REPLANNED = ("new_case", "follow_up", "command", "auto_reply", "satisfaction")
 
 
 def run(work: Work) -> None:
@@ -47,6 +50,8 @@ def run(work: Work) -> None:
         agentmail.run(work)  # an agent's answer on a case: relayed once proven
     else:
         HANDLERS[work.disposition](work)
+    if work.case is not None and work.disposition in REPLANNED:
+        timers.replan(work.ctx, work.case, work.now)  # its due work follows the change, same transaction
     cases.file_message(msg, work.case, disposition=work.disposition, trace=work.trace, now=work.now)
 
 
@@ -112,17 +117,27 @@ def _follow_up(work: Work) -> None:
     _record(work, case, "message", rule=f"thread:{work.thread_rule}", detail=mail.subject[:500])
     cases.add_participants(case, _others(work))
     times = {"last_agent_at" if agent else "last_customer_at": arrived}
-    new_status = None if agent else work.ctx.rules.workflow.on_customer_reply(case.status)
+    new_status, said = (None, None) if agent else _reply_status(work, case)
+    rule = "workflow:confirmation" if said else "workflow:customer_reply"
     # One UPDATE either way: the times ride along with the status change.
     if not (new_status and cases.set_field(case, "status", new_status, actor=mail.from_addr or cases.SYSTEM,
-                                           now=work.now, rule="workflow:customer_reply", message=work.message,
-                                           also=times)):
+                                           now=work.now, rule=rule, message=work.message, also=times,
+                                           detail=f"the customer says it is {said}" if said else None)):
         cases.touch(case, work.now, **times)
     cases.contact_seen(mail.from_addr, work.now)
     if not agent and notify.enabled(work.ctx):
         assignee = notify.agent_of(work.ctx, case)
         if assignee is not None:
             _notify(work, case, assignee, notify.MESSAGE)
+
+
+def _reply_status(work: Work, case: Case) -> tuple[str | None, str | None]:
+    """Where a customer's reply moves the case (workflow.toml [customer_reply]); on a
+    Pending Closure case, what the reply's new text says decides ([confirmation])."""
+    workflow = work.ctx.rules.workflow
+    if case.status != "pending_closure":
+        return workflow.on_customer_reply(case.status), None
+    return workflow.reply_status(case.status, replytext.extract(work.mail).text)
 
 
 def _new_case(work: Work) -> None:

@@ -1,0 +1,104 @@
+"""The table of due work: what falls due when, written with the change that causes it.
+
+A case's due items are a function of its state (`timers.plan`): entering
+Pending Input plans a reminder, a customer's reply un-plans it. `sync`
+makes the table agree with a case's plan in the caller's transaction —
+new items inserted, moved ones moved, ones no longer planned cancelled —
+so the table never says more than the case does. Each item has a unique
+`key` naming the state it came from (`remind:12:2026-11-29T10:00:00`):
+planning the same work twice is one row, and a row that is done stays done,
+so a clock set backwards, or a plan recomputed after a restart, never
+repeats it. A cancelled row whose key is planned again (an SLA clock that
+resumes after a pause) is revived, not duplicated.
+
+`take` is the sweep's one query: the pending rows whose time has come, read
+through the partial index `due_pending` (`due_at` of rows not done), so it
+costs what is due, not what is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import peewee as pw
+
+from mailproc import db
+from mailproc.models import Due, utc
+
+CANCELLED, STALE, DONE = "cancelled", "stale", "done"
+BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
+           timedelta(hours=6))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One piece of work a case's state calls for."""
+    kind: str
+    key: str
+    due_at: datetime  # aware UTC
+
+
+def key(kind: str, case_id: int, *basis: object) -> str:
+    """The unique key of an item: its kind, its case and the state it came from."""
+    parts = [kind, str(case_id)]
+    for b in basis:
+        parts.append(utc(b).isoformat(timespec="seconds") if isinstance(b, datetime) else str(b))
+    return ":".join(parts)[:200]
+
+
+_PENDING_OF_CASE = 'SELECT "id", "key", "due_at" FROM "due" WHERE "case_id" = ? AND "done_at" IS NULL'
+_UPSERT = ('INSERT INTO "due" ("case_id", "kind", "key", "due_at", "attempts", "created_at") VALUES (?, ?, ?, ?, 0, ?)'
+           ' ON CONFLICT ("key") DO UPDATE SET "due_at" = excluded."due_at", "done_at" = NULL, "outcome" = NULL'
+           ' WHERE "due"."done_at" IS NULL OR "due"."outcome" IN (\'cancelled\', \'stale\')')
+
+
+def sync(case_id: int, planned: Iterable[Planned], now: datetime) -> None:
+    """Make the case's pending items what `planned` says, in the caller's transaction."""
+    wanted = {p.key: p for p in planned}
+    pending = {k: (row_id, at) for row_id, k, at in db.query_all(_PENDING_OF_CASE, [case_id])}
+    gone = [row_id for k, (row_id, _) in pending.items() if k not in wanted]
+    if gone:
+        (Due.update(done_at=utc(now), outcome=CANCELLED)
+         .where(Due.id.in_(gone), Due.done_at.is_null()).execute())
+    for p in wanted.values():
+        known = pending.get(p.key)
+        if known is not None and _same(known[1], p.due_at):
+            continue
+        db.execute(_UPSERT, [case_id, p.kind, p.key, utc(p.due_at), utc(now)])
+
+
+def _same(stored: object, due_at: datetime) -> bool:
+    if isinstance(stored, str):  # SQLite hands back text from a raw query
+        stored = datetime.fromisoformat(stored)
+    return stored == utc(due_at)
+
+
+def take(now: datetime, limit: int) -> list[Due]:
+    """The pending items due at `now`, oldest first, locked for this transaction.
+
+    On PostgreSQL the rows are locked FOR UPDATE SKIP LOCKED: two daemons
+    sweeping at once each take different items, and an item is marked done in
+    the transaction that did its work, so none runs twice. SQLite's write lock
+    (BEGIN IMMEDIATE, taken by the caller) serializes the sweepers instead."""
+    sql = ('SELECT * FROM "due" WHERE "done_at" IS NULL AND "due_at" <= ? ORDER BY "due_at", "id" LIMIT ?')
+    if not isinstance(db.proxy.obj, pw.SqliteDatabase):
+        sql += " FOR UPDATE SKIP LOCKED"
+    return list(db.raw(Due, sql, [utc(now), limit]))
+
+
+def finish(item: Due, now: datetime, outcome: str = DONE) -> None:
+    db.update(Due, item.id, done_at=utc(now), outcome=outcome, last_error=None)
+
+
+def fail(item: Due, now: datetime, error: str) -> datetime:
+    """The item raised: it stays pending, due again after a growing pause; returns when."""
+    again = now + BACKOFF[min(item.attempts, len(BACKOFF) - 1)]
+    db.update(Due, item.id, attempts=item.attempts + 1, due_at=utc(again), last_error=error[:2000])
+    return again
+
+
+def move(item: Due, due_at: datetime) -> None:
+    """A pending item whose case now plans it later (the plan moved after it was taken)."""
+    db.update(Due, item.id, due_at=utc(due_at))

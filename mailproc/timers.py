@@ -1,0 +1,45 @@
+"""What a case's state makes due, and keeping the due table in step with it.
+
+Each module of `mailproc.jobs` owns some kinds of due work: `plan(ctx, case)`
+says which items the case's state calls for (a pure function of the case and
+the rules, never of the clock, so the plan computed when a change is made and
+the one recomputed when the item falls due agree), and `RUN` maps each kind
+to the function that does it. A module may also have `refresh(ctx, case,
+now)`, which brings columns derived from the state up to date before
+planning (the SLA clock's pause and due times).
+
+`replan` is called, in the same transaction, by everything that changes a
+case: a new mail, a follow-up, agents' commands, a timer that ran. The sweep
+(`mailproc.sweep`) recomputes the plan of an item's case before doing the
+item, so a stale item (the case moved on) does nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import ModuleType
+from typing import Callable
+
+from mailproc import due
+from mailproc.context import Context
+from mailproc.jobs import holds, oncall, sla, statuses, still_looking, survey
+from mailproc.models import Case
+
+MODULES: tuple[ModuleType, ...] = (statuses, still_looking, holds, sla, survey, oncall)
+
+Runner = Callable[[Context, Case, datetime], None]
+RUNNERS: dict[str, Runner] = {kind: run for module in MODULES for kind, run in module.RUN.items()}
+
+
+def plan(ctx: Context, case: Case) -> list[due.Planned]:
+    """Every item the case's state calls for now."""
+    return [p for module in MODULES for p in module.plan(ctx, case)]
+
+
+def replan(ctx: Context, case: Case, now: datetime) -> None:
+    """Bring the case's derived columns and its due items in line with its state."""
+    for module in MODULES:
+        refresh = getattr(module, "refresh", None)
+        if refresh is not None:
+            refresh(ctx, case, now)
+    due.sync(case.id, plan(ctx, case), now)
