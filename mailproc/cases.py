@@ -134,12 +134,16 @@ def set_field(case: Case, field: str, value: Any, *, actor: str, now: datetime, 
     return True
 
 
-def touch(case: Case, now: datetime, **times: datetime | float | None) -> None:
+def touch(case: Case, now: datetime, **times: datetime | float | int | None) -> None:
     """Write times of the case that have no history of their own (`last_customer_at`,
     `first_response_at`, the timers' and SLA clock's columns, ...) and `updated_at`;
-    a field with history goes through `set_field`."""
+    a field with history goes through `set_field`. Counters the timers keep beside
+    their times (the on-call `page_level`) are written here too: the timer's own
+    event is their history."""
     for name in times:
-        if not isinstance(Case._meta.fields.get(name), (pw.DateTimeField, pw.FloatField)):
+        column = Case._meta.fields.get(name)
+        if not isinstance(column, (pw.DateTimeField, pw.FloatField, pw.IntegerField)) or \
+                isinstance(column, pw.AutoField):
             raise ValueError(f"touch writes times (and clock readings) only, not {name!r}: use set_field")
     changes = {**_times(times), "updated_at": utc(now)}
     db.update(Case, case.id, **changes)

@@ -34,7 +34,7 @@ import re
 import stat
 import tempfile
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -95,6 +95,24 @@ class TeamConfig:
 
 
 @dataclass(frozen=True)
+class OncallConfig:
+    """Seed 002's on-call: who is paged for a P1 or on-call case, and who after them.
+
+    The rotation turns at each weekly handover (`handover_day` at `handover_time`,
+    in the installation's time zone); the first handover on or after `start` is
+    `rotation[0]`'s. Without an [oncall] section the rotation is the agents with
+    role `oncall`, in the order of their sections (`configured` False)."""
+    rotation: tuple[str, ...]  # agent NAMEs, in turn
+    handover_day: int  # 0 Monday … 6 Sunday
+    handover_time: time
+    start: date
+    wakeup: tuple[str, ...]  # the escalation list: addresses
+    ack_within: timedelta  # no [ack] by then: the wake-up page
+    next_after: timedelta  # after the wake-up page: the next person of the rotation
+    configured: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: str = field(repr=False)  # a PostgreSQL URL may hold a password
@@ -122,6 +140,8 @@ class Config:
     # The HMAC key of reply tokens, and the one before it while a key change runs out.
     secret: str | None = field(default=None, repr=False)
     previous_secret: str | None = field(default=None, repr=False)
+    # [oncall]; None: no section (mailproc.oncall derives the rotation from roles).
+    oncall: OncallConfig | None = None
 
     @property
     def token_keys(self) -> tuple[bytes, ...]:
@@ -242,6 +262,9 @@ SMTP_KEYS = ("host", "port", "security", "username", "password", "password_file"
 AUTH_KEYS = ("authserv_id",)
 AGENT_KEYS = ("address", "name", "teams", "tier", "timezone", "hours", "roles")
 TEAM_KEYS = ("lead", "address")
+ONCALL_KEYS = ("rotation", "handover", "start", "wakeup", "ack_within", "next_after")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 AGENT_TIERS = ("T1", "T2", "T3", "T4", "T5")
 ROLES = ("lead", "oncall")
 # The teams the shipped rules route to (classification.toml, routing.toml): they exist
@@ -264,8 +287,9 @@ def load(path: str | os.PathLike) -> Config:
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot parse: {exc}", file=file) from None
     for section in parser.sections():
-        if section not in ("mailproc", "smtp", "auth") and not section.startswith(("mailbox:", "agent:", "team:")):
-            raise ConfigError("unknown section (expected [mailproc], [smtp], [auth], [mailbox:NAME], "
+        if section not in ("mailproc", "smtp", "auth", "oncall") and not section.startswith(
+                ("mailbox:", "agent:", "team:")):
+            raise ConfigError("unknown section (expected [mailproc], [smtp], [auth], [oncall], [mailbox:NAME], "
                               "[agent:NAME] or [team:NAME])", file=file, where=f"[{section}]")
     base = path.parent.resolve()
     core = _Section(parser, "mailproc", file, CORE_KEYS)
@@ -319,6 +343,7 @@ def load(path: str | os.PathLike) -> Config:
         teams=teams,
         secret=secret,
         previous_secret=_secret(core, resolve, "previous_secret", "MAILPROC_PREVIOUS_SECRET"),
+        oncall=_oncall(parser, file, agents, mailboxes) if parser.has_section("oncall") else None,
     )
 
 
@@ -632,3 +657,44 @@ def _check_roster(agents: tuple[AgentConfig, ...], teams: tuple[TeamConfig, ...]
         if team.lead is not None and team.lead not in names:
             raise ConfigError(f"no agent named {team.lead!r}{_did_you_mean(team.lead, names)}",
                               file=file, where=f"[team:{team.name}] lead")
+
+
+def parse_handover(text: str) -> tuple[int, time]:
+    """'Mon 09:00' -> (0, 09:00): a weekday (Mon … Sun, or its full name) and a time."""
+    m = re.fullmatch(r"([A-Za-z]+)\s+(\d{1,2}):(\d{2})", text.strip())
+    word = m.group(1).lower() if m else ""
+    days = [i for i, d in enumerate(WEEKDAYS) if word in (d, WEEKDAY_NAMES[i])]
+    if not m or not days or not (0 <= int(m.group(2)) < 24 and 0 <= int(m.group(3)) < 60):
+        raise ValueError(f"not a weekday and a time: {text!r} (e.g. Mon 09:00)")
+    return days[0], time(int(m.group(2)), int(m.group(3)))
+
+
+def _oncall(parser, file: str, agents: tuple[AgentConfig, ...],
+            mailboxes: tuple[MailboxConfig, ...]) -> OncallConfig:
+    """[oncall]: the rotation names agents with role oncall; the wake-up list is addresses
+    (never a mailbox's: a page sent there would come back to us as a new case)."""
+    s = _Section(parser, "oncall", file, ONCALL_KEYS)
+    names = [a.name for a in agents]
+    rotation = _list(s, "rotation") or tuple(a.name for a in agents if "oncall" in a.roles)
+    if not rotation:
+        raise s.error("rotation", "names no agent, and no agent has roles = oncall: name the agents who take "
+                                  "turns on call (e.g. rotation = ana, bob)")
+    for name in rotation:
+        agent = next((a for a in agents if a.name == name), None)
+        if agent is None:
+            raise s.error("rotation", f"no agent named {name!r}{_did_you_mean(name, names)}")
+        if "oncall" not in agent.roles:
+            raise s.error("rotation", f"{name} has no role oncall (add roles = oncall to [agent:{name}])")
+    day, at = s.convert("handover", (0, time(9, 0)), parse_handover)
+    start = s.convert("start", date(1970, 1, 1), date.fromisoformat)
+    boxes = {b.address.lower() for b in mailboxes}
+    wakeup = _list(s, "wakeup")
+    for address in wakeup:
+        if not re.fullmatch(r"[^@\s,<>\"]+@[^@\s,<>\"]+", address):
+            raise s.error("wakeup", f"not an email address: {address!r}")
+        if address.lower() in boxes:
+            raise s.error("wakeup", f"{address} is a mailbox's address; a page sent there would come back as a case")
+    return OncallConfig(rotation=rotation, handover_day=day, handover_time=at, start=start,
+                        wakeup=tuple(dict.fromkeys(wakeup)),
+                        ack_within=s.duration("ack_within", "1h", minimum=timedelta(minutes=1)),
+                        next_after=s.duration("next_after", "30m", minimum=timedelta(minutes=1)))
