@@ -10,13 +10,17 @@
     cases list [--json]         cases show N [--json]
     messages list [--json]      messages retry ID
     customers import FILE.csv
+    status [--json]             mailboxes' last polls, outbox, failed messages, due work,
+                                red SLAs, flagged holds; reads only the database
 
 Exit status: 0 success; 1 a runtime failure (e.g. a message kept as failed by
 `deliver`); 2 usage; 75 (EX_TEMPFAIL) `run --once` could not poll a mailbox
 (unreachable, login refused, another process polling it) or could not use
 the SMTP server — each is named on stderr, and trying again later may work;
 78 (EX_CONFIG) bad configuration, rules or templates — systemd's unit does
-not restart on 78, since restarting cannot fix a file.
+not restart on 78, since restarting cannot fix a file. `status` exits 0
+whenever it could read the database, whatever it found: what needs attention
+is listed (`attention` in its JSON), for monitoring to act on.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     agents = sub.add_parser("agents", help="the roster").add_subparsers(dest="action", required=True)
     al = agents.add_parser("list", help="each agent: teams, tier, roles, window, at work now, open cases")
     al.add_argument("--json", action="store_true")
+    st = sub.add_parser("status", help="mailboxes' last polls, outbox, failed messages, due work, red SLAs, holds")
+    st.add_argument("--json", action="store_true")
     return p
 
 
@@ -206,6 +212,8 @@ def dispatch(args, ctx: Context) -> int:
         return cmd_messages(args, ctx)
     if args.command == "agents":
         return cmd_agents(args, ctx)
+    if args.command == "status":
+        return cmd_status(args, ctx)
     if args.command == "customers":
         from mailproc import directory
         result = directory.import_csv(args.file, ctx.clock.now())
@@ -243,6 +251,15 @@ def cmd_cases(args) -> int:
         for e in data["events"]:
             change = f"{e['field']}: {e['old'] or ''} -> {e['new']}" if e["field"] else (e["detail"] or e["new"] or "")
             print(f"    {e['at']} {e['kind']:<15} {shown(change)}" + (f"  [{shown(e['rule'])}]" if e["rule"] else ""))
+    return 0
+
+
+def cmd_status(args, ctx: Context) -> int:
+    """`status`: read from the database only, so it answers while mailboxes or SMTP are down."""
+    from mailproc import status
+
+    data = status.report(ctx, ctx.clock.now())
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else status.render(data))
     return 0
 
 
