@@ -16,7 +16,8 @@ the tier SLA table (SPEC §7); `mailproc.rules.sla` reads it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 UTC = timezone.utc
@@ -58,6 +59,9 @@ class BusinessCalendar:
     working_days: frozenset[int]  # 0 = Monday
     windows: tuple[tuple[time, time], ...]  # working hours of a working day, sorted, local time
     holidays: frozenset[date]
+    # A country's public holidays (the `holidays` package: a mapping of date -> name that
+    # fills itself in year by year), beside the dates listed by hand; None: none.
+    public: Mapping[date, str] | None = field(default=None, compare=False, hash=False)
 
     @property
     def day_hours(self) -> float:
@@ -65,7 +69,8 @@ class BusinessCalendar:
         return sum((_seconds(end) - _seconds(start)) for start, end in self.windows) / 3600
 
     def is_business_day(self, day: date) -> bool:
-        return day.weekday() in self.working_days and day not in self.holidays
+        return (day.weekday() in self.working_days and day not in self.holidays
+                and (self.public is None or day not in self.public))
 
     def _windows_on(self, day: date) -> list[tuple[datetime, datetime]]:
         """That local day's working windows as UTC instants (DST-correct)."""

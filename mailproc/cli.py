@@ -4,7 +4,8 @@
 
     check                       validate config, rules and templates
     init DIR                    write a mailproc.ini and copies of the rules and templates
-    run [--once]                the daemon (or one poll + send, then exit)
+    run [--once [--dry-run]]    the daemon (or one poll + due work + send, then exit;
+                                --dry-run prints what the due work would send, changes nothing)
     ingest PATH... [--mailbox]  store and process .eml files, mbox files, Maildirs
     deliver --mailbox NAME      one message on stdin (for an MTA pipe)
     cases list [--json]         cases show N [--json]
@@ -29,6 +30,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -56,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="write a commented mailproc.ini and editable copies of the rules and templates")
     init.add_argument("directory", type=Path, metavar="DIR")
     run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--once", action="store_true", help="poll every mailbox once, process, send, exit")
+    run.add_argument("--once", action="store_true",
+                     help="poll every mailbox once, process, do the due work, send, exit")
+    run.add_argument("--dry-run", action="store_true",
+                     help="with --once: print the mails the due work would send now; poll, send and change nothing")
     ing = sub.add_parser("ingest", help="store and process messages from files")
     ing.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ing.add_argument("--mailbox", help="treat the messages as received by this mailbox")
@@ -184,8 +189,26 @@ def dispatch(args, ctx: Context) -> int:
     from mailproc import daemon
 
     if args.command == "run":
+        if args.dry_run and not args.once:
+            print("mailproc: error: --dry-run goes with --once", file=sys.stderr)
+            return 2
+        if args.dry_run:
+            swept = daemon.dry_run(ctx, sys.stdout)
+            print(f"dry run at {ctx.clock.now().isoformat(timespec='seconds')}: "
+                  + (", ".join(f"{k}={v}" for k, v in sorted(swept.done.items())) or "nothing due"),
+                  file=sys.stderr)
+            return 0
         if args.once:
-            result = daemon.run_once(ctx)
+            flags = daemon.Flags()  # SIGTERM/SIGINT: finish the message or due item in hand, stop
+
+            def on_stop(_signum, _frame):
+                flags.stop = True
+            before = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                result = daemon.run_once(ctx, stop=lambda: flags.stop)
+            finally:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
             log.info("run --once: %s",
                      ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items())) or "nothing new")
             for problem in result.problems:
@@ -207,7 +230,7 @@ def dispatch(args, ctx: Context) -> int:
         print(json.dumps({"message": row.id, "disposition": disposition}))
         return 0 if disposition != "failed" else 1
     if args.command == "cases":
-        return cmd_cases(args)
+        return cmd_cases(args, ctx)
     if args.command == "messages":
         return cmd_messages(args, ctx)
     if args.command == "agents":
@@ -222,13 +245,19 @@ def dispatch(args, ctx: Context) -> int:
     raise ValueError(f"unknown command {args.command}")
 
 
-def cmd_cases(args) -> int:
+def cmd_cases(args, ctx: Context) -> int:
     from mailproc import views
+    from mailproc.jobs import sla
     from mailproc.models import Case
+
+    now = ctx.clock.now()
+
+    def sla_of(case):
+        return sla.state(ctx, case, now)
 
     shown = views.shown  # human output: a sender's control characters are printed escaped
     if args.action == "list":
-        rows = views.case_list(args.status)
+        rows = views.case_list(args.status, sla_of)
         if args.json:
             print(json.dumps(rows, indent=2, ensure_ascii=False))
         else:
@@ -239,7 +268,7 @@ def cmd_cases(args) -> int:
     case = Case.get_or_none(Case.id == args.number)
     if case is None:
         raise LookupError(f"no case #{args.number}")
-    data = views.case_detail(case)
+    data = views.case_detail(case, sla_of)
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
@@ -247,6 +276,8 @@ def cmd_cases(args) -> int:
         for key in ("status", "type", "priority", "tier", "team", "assignee", "contact", "company", "need_by"):
             rule = data["decided_by"].get(key)
             print(f"  {key:<9} {shown(data[key])}" + (f"   (by {shown(rule)})" if rule else ""))
+        if data["sla"]:
+            print(f"  {'sla':<9} {data['sla']}" + (f", red at {data['sla_due']}" if data["sla_due"] else ""))
         print("  events:")
         for e in data["events"]:
             change = f"{e['field']}: {e['old'] or ''} -> {e['new']}" if e["field"] else (e["detail"] or e["new"] or "")

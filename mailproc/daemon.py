@@ -1,11 +1,14 @@
-"""The long-running process: poll on start and every `poll_interval`, drain the
-outbox continuously (in a sender process beside it), stop cleanly.
+"""The long-running process: a loop of ticks, each polling if a poll is due, doing
+the due work whose time has come, and keeping the sender (a process of its own
+that drains the outbox continuously) alive; it stops cleanly.
 
-Shaped like huey's consumer: signal handlers only set flags; the main loop
-does the work and checks the flags between messages, so SIGTERM/SIGINT finish
-the message in hand and exit 0, and SIGHUP reloads config, rules and templates
-at a safe point. Every scheduled job is wrapped so one failure is logged and
-the schedule goes on (schedule's own advice).
+Shaped like huey's consumer: signal handlers only set flags; the loop does the
+work and checks the flags between messages and due items, so SIGTERM/SIGINT
+finish the one in hand and exit 0, and SIGHUP reloads config, rules and
+templates at a safe point (keeping the old ones if the new ones are invalid).
+Each part of a tick is guarded: one failure is logged and the next tick tries
+again. What is due is decided from the `now` a tick is given, never from the
+wall clock: `run --once --now …` and tests drive the same code.
 """
 
 from __future__ import annotations
@@ -16,20 +19,22 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-
-import schedule
+from datetime import datetime
 
 from mailproc import config as config_mod
-from mailproc import db, fetch, logs, pipeline, roster, send
+from mailproc import db, fetch, logs, pipeline, roster, send, sweep
+from mailproc.sweep import Swept
 from mailproc.clock import Clock
 from mailproc.context import Context, load_context
 from mailproc.errors import ConfigError, MailprocError
+from mailproc.models import Outbox
 from mailproc.rawstore import RawStore
 from mailproc.systemd import Watchdog, notify
 
 log = logging.getLogger(__name__)
 
 SEND_EVERY_SECONDS = 5
+TICK_SECONDS = 5  # between ticks: the sweep of due work is one indexed query when nothing is due
 STOP_SENDER_AFTER = 30  # seconds a stopping daemon lets its sender go on sending
 
 
@@ -98,13 +103,19 @@ def intake(ctx: Context, stop=lambda: False, on_mail=lambda: None, wait_for_leas
 
 
 def run_once(ctx: Context, stop=lambda: False) -> Round:
-    """Poll every mailbox once and process, while a sender process drains the outbox; return
-    when both are done. The sender starts with the first new mail (a poll that finds
-    nothing stays quick); what was already due is sent at the end. A mailbox that could
-    not be polled, or an SMTP server that could not be used, is in `problems`."""
+    """Poll every mailbox once and process, do every due item whose time has come at the
+    clock's `now` (with `--now`, that instant), and send; return when all is done. A sender
+    process drains the outbox during intake, starting with the first new mail (a poll that
+    finds nothing stays quick); what the sweep queued, and what was already due, is sent at
+    the end. A mailbox that could not be polled, a due item that failed, or an SMTP server
+    that could not be used is in `problems`."""
     sender = SenderProcess(ctx.config, ctx.clock)
     try:
         result = intake(ctx, stop, on_mail=sender.ensure_started, wait_for_lease=RUN_ONCE_LEASE_WAIT)
+        if not stop():
+            swept = sweep.sweep(ctx, ctx.clock.now(), stop)
+            result.add({f"due:{kind}": n for kind, n in swept.done.items()})
+            result.problems.extend(swept.failed)
     finally:
         code = sender.finish()
     if code == EX_TEMPFAIL:
@@ -116,6 +127,32 @@ def run_once(ctx: Context, stop=lambda: False) -> Round:
         if drained.down and code != EX_TEMPFAIL:
             result.problems.append(f"sender: {drained.down}; mail stays queued")
     return result
+
+
+def dry_run(ctx: Context, out) -> Swept:
+    """What the due work would do at the clock's `now`, without doing it: the sweep runs in
+    a transaction that is rolled back, and every mail it would have queued is written to
+    `out` (as the raw message, after a line naming it). No mailbox is polled and nothing
+    is sent or changed."""
+    before = db.query_one('SELECT COALESCE(MAX("id"), 0) FROM "outbox"', [])[0]
+    swept = Swept()
+    rollback = _RolledBack()
+    try:
+        with db.transaction():
+            swept = sweep.sweep(ctx, ctx.clock.now())
+            for row in Outbox.select().where(Outbox.id > before).order_by(Outbox.id):
+                raw = bytes(row.raw)
+                out.write(f"=== would send: {row.kind} to {row.to_addr} (case {row.case_id}) ===\n")
+                out.write(raw.decode("utf-8", "replace").replace("\r\n", "\n"))
+                out.write("\n")
+            raise rollback
+    except _RolledBack:
+        pass
+    return swept
+
+
+class _RolledBack(Exception):
+    """Leaves the dry run's transaction, undoing all it did."""
 
 
 class SenderProcess:
@@ -205,13 +242,30 @@ def _sender_main(config: config_mod.Config, offset, done, parent: int, log_level
 
 
 @dataclass
+class Tick:
+    """What one tick did."""
+    polled: bool = False
+    intake: Round | None = None
+    swept: Swept | None = None
+
+
+@dataclass
 class Daemon:
+    """The long-running process: a loop of `tick(now)` with a stop flag (huey's consumer loop).
+
+    The clock is read once per tick, by the loop; everything a tick decides —
+    whether a poll is due, which due items to do — is decided from that `now`,
+    so a test (or an operator with `--now`) drives the daemon by calling
+    `tick` with the instants it wants."""
     ctx: Context
     flags: Flags = field(default_factory=Flags)
     watchdog: Watchdog = field(default_factory=Watchdog)
     sender: SenderProcess | None = None
+    last_poll: datetime | None = None  # the `now` of the last tick that polled
+    start_sender: bool = True  # False: sending is the caller's (tests driving ticks in-process)
 
     def should_stop(self) -> bool:
+        """Asked between messages and due items: each one done is progress, so it feeds the watchdog."""
         self.watchdog.ping()
         return self.flags.stop
 
@@ -226,14 +280,35 @@ class Daemon:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
 
-    def _guarded(self, name: str, job) -> None:
-        try:
-            job()
-        except Exception:
-            log.exception("scheduled job %s failed; it will run again on schedule", name)
+    def poll_due(self, now: datetime) -> bool:
+        """A poll is due `poll_interval` after the last one; at once on the first tick, and
+        when the clock went backwards (an hours-long wait would be a surprise)."""
+        last = self.last_poll
+        return last is None or now < last or now - last >= self.ctx.config.poll_interval
 
-    def poll(self) -> None:
-        self._guarded("poll", lambda: intake(self.ctx, self.should_stop))  # problems are logged as they happen
+    def tick(self, now: datetime) -> Tick:
+        """One round: reload if asked, intake if a poll is due, the due-work sweep, and
+        the sender kept running. A failure of one part is logged and the others go on;
+        the next tick tries again."""
+        result = Tick()
+        if self.flags.reload:
+            self.reload()
+        if self.poll_due(now) and not self.flags.stop:
+            self.last_poll = now
+            result.polled = True
+            result.intake = self._guarded("poll", lambda: intake(self.ctx, self.should_stop))
+        if not self.flags.stop:
+            result.swept = self._guarded("sweep", lambda: sweep.sweep(self.ctx, now, self.should_stop))
+        if self.start_sender and not self.flags.stop:
+            self._guarded("sender", self.keep_sender)
+        return result
+
+    def _guarded(self, name: str, job):
+        try:
+            return job()
+        except Exception:
+            log.exception("%s failed; the next tick tries again", name)
+            return None
 
     def keep_sender(self) -> None:
         """(Re)start the sender process if it is not running (it died, or after a reload)."""
@@ -256,34 +331,28 @@ class Daemon:
             # it sends what is due, then a new one starts with the new configuration
             self.sender.finish(STOP_SENDER_AFTER, tick=self.watchdog.ping)
             self.sender = None
-        self.keep_sender()
+            self.keep_sender()
         log.info("reloaded configuration, rules and templates; polling every %s", self.ctx.config.poll_interval)
-
-    def _poll_seconds(self) -> int:
-        return max(1, int(self.ctx.config.poll_interval.total_seconds()))
 
     def run(self) -> int:
         self._install_signals()
-        scheduler = schedule.Scheduler()
-        poll_job = scheduler.every(self._poll_seconds()).seconds.do(self.poll)
-        scheduler.every(SEND_EVERY_SECONDS).seconds.do(lambda: self._guarded("sender", self.keep_sender))
-        self.keep_sender()
+        if self.start_sender:
+            self.keep_sender()
         notify("READY=1")
         log.info("started: %d mailbox(es), polling every %s", len(self.ctx.config.mailboxes),
                  self.ctx.config.poll_interval)
-        self.poll()
         while not self.flags.stop:
-            if self.flags.reload:
-                self.reload()
-                if poll_job.interval != self._poll_seconds():  # poll_interval changed
-                    scheduler.cancel_job(poll_job)
-                    poll_job = scheduler.every(self._poll_seconds()).seconds.do(self.poll)
-            scheduler.run_pending()
-            self.watchdog.ping()
-            idle = scheduler.idle_seconds
-            time.sleep(min(max(idle or 0, 0.05), 0.5))
+            self.tick(self.ctx.clock.now())
+            self.watchdog.ping()  # a tick that returned made progress; one that hangs starves the watchdog
+            self._idle(TICK_SECONDS)
         notify("STOPPING=1")
         if self.sender is not None:
             self.sender.finish(STOP_SENDER_AFTER, tick=self.watchdog.ping)
         log.info("stopped")
         return 0
+
+    def _idle(self, seconds: float) -> None:
+        """Wait for the next tick, waking for a stop or reload request."""
+        deadline = time.monotonic() + seconds
+        while not (self.flags.stop or self.flags.reload) and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))

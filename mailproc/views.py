@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
+from typing import Callable
 
 from peewee import fn
 
@@ -36,7 +37,12 @@ def _time(value):
     return value
 
 
-def case_summary(case: Case, message_count: int | None = None) -> dict:
+SlaOf = Callable[[Case], tuple[str | None, datetime | None]]
+
+
+def case_summary(case: Case, message_count: int | None = None, sla_of: SlaOf | None = None) -> dict:
+    """The case as a dict; `sla_of` gives its SLA colour and when it turns red
+    (`jobs.sla.state` at the clock's now), shown as `sla` and `sla_due`."""
     if message_count is None:
         message_count = Message.select().where(Message.case == case).count()
     return {
@@ -51,11 +57,20 @@ def case_summary(case: Case, message_count: int | None = None) -> dict:
         "first_response_at": _time(case.first_response_at), "last_customer_at": _time(case.last_customer_at),
         "last_agent_at": _time(case.last_agent_at), "resolved_at": _time(case.resolved_at),
         "closed_at": _time(case.closed_at), "message_count": message_count,
+        **_sla(case, sla_of),
     }
 
 
-def case_detail(case: Case) -> dict:
-    data = case_summary(case)
+def _sla(case: Case, sla_of: SlaOf | None) -> dict:
+    if sla_of is None:
+        return {}
+    colour, due = sla_of(case)
+    return {"sla": colour, "sla_due": _time(due), "on_hold_until": _time(case.hold_until),
+            "long_hold": case.long_hold_at is not None, "satisfaction": case.satisfaction}
+
+
+def case_detail(case: Case, sla_of: SlaOf | None = None) -> dict:
+    data = case_summary(case, sla_of=sla_of)
     data["description"] = case.description
     data["decided_by"] = case.decided_by or {}
     data["events"] = [event_dict(e) for e in case.events.order_by(Event.at, Event.id)]
@@ -88,12 +103,12 @@ def message_dict(message: Message) -> dict:
             "attempts": message.attempts, "trace": message.trace or []}
 
 
-def case_list(status: str | None = None) -> list[dict]:
+def case_list(status: str | None = None, sla_of: SlaOf | None = None) -> list[dict]:
     counts = dict(Message.select(Message.case, fn.COUNT(Message.id)).where(Message.case.is_null(False))
                   .group_by(Message.case).tuples())
     query = Case.select().order_by(Case.id)
     if status:
         query = query.where(Case.status == status)
-    return [case_summary(c, counts.get(c.id, 0)) for c in query]
+    return [case_summary(c, counts.get(c.id, 0), sla_of) for c in query]
 
 

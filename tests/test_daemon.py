@@ -12,11 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from helpers import T0, mail, run_json
+from helpers import mail, run_json
 from mailproc.testing import REPO
 
 SUPPORT = "support@example.com"
@@ -88,7 +89,11 @@ def setup(dovecot, imap_user, smtp, make_config, tmp_path):
 
 def test_daemon_polls_reloads_and_stops(setup, dovecot, smtp, capsys, tmp_path):
     config = setup["config"]()
-    dovecot.append(setup["user"], mail("First question", "Where is the export?", message_id="d1"), internaldate=T0)
+    # Mail that arrives now (the daemon runs on the real clock): none of the workflow's timers
+    # (a "still looking" note two business days after arrival) falls due during the test.
+    now = datetime.now(timezone.utc)
+    dovecot.append(setup["user"], mail("First question", "Where is the export?", message_id="d1", date=now),
+                   internaldate=now)
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         daemon.wait_log("started: 1 mailbox(es), polling every 0:00:10")
@@ -121,7 +126,8 @@ def test_daemon_polls_reloads_and_stops(setup, dovecot, smtp, capsys, tmp_path):
         assert daemon.proc.poll() is None
 
         # A mail appended now is picked up by the next poll, under the last good configuration.
-        dovecot.append(setup["user"], mail("Second question", "And the import?", message_id="d2"), internaldate=T0)
+        dovecot.append(setup["user"], mail("Second question", "And the import?", message_id="d2", date=now),
+                       internaldate=now)
         second = smtp.wait_for(2, timeout=16)[1].message
         assert "[Ticket #2]" in second["Subject"]
         assert time.monotonic() - reloaded >= 11  # with the poll 12 s after the reload, not earlier

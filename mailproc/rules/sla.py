@@ -55,7 +55,7 @@ class Sla:
 
 
 SLA_KEYS = ("calendar", "response", "tiers")
-CALENDAR_KEYS = ("working_days", "hours", "holidays")
+CALENDAR_KEYS = ("working_days", "hours", "holidays", "country", "subdivision")
 
 
 def load_sla(path: Path, timezone: tzinfo | None = None) -> Sla:
@@ -102,7 +102,28 @@ def _calendar(table: TomlTable, tz: tzinfo) -> BusinessCalendar:
         raise table.error("working_days", "needs at least one working day")
     windows = _windows(table)
     holidays = frozenset(table.date_list("holidays")) if "holidays" in table.data else frozenset()
-    return BusinessCalendar(tz=tz, working_days=frozenset(days), windows=windows, holidays=holidays)
+    return BusinessCalendar(tz=tz, working_days=frozenset(days), windows=windows, holidays=holidays,
+                            public=_public_holidays(table))
+
+
+def _public_holidays(table: TomlTable):
+    """A country's public holidays from the `holidays` package (kept by its community for
+    some 200 countries and their regions), or None when the calendar names no country."""
+    country = table.str("country")
+    if country is None:
+        if "subdivision" in table.data:
+            raise table.error("subdivision", "needs `country` as well")
+        return None
+    import holidays
+
+    subdivision = table.str("subdivision")
+    try:
+        return holidays.country_holidays(country.strip().upper(), subdiv=subdivision)
+    except NotImplementedError:
+        raise table.error("country", f"no public holidays known for {country!r} (use an ISO 3166 code such "
+                                     "as PT, US, GB, BR)") from None
+    except ValueError as exc:  # an unknown subdivision
+        raise table.error("subdivision", str(exc)) from None
 
 
 def _windows(table: TomlTable) -> tuple[tuple[time, time], ...]:
