@@ -327,6 +327,7 @@ class SlotRun(Base):
     key = pw.CharField(max_length=200, unique=True)
     slot_at = pw.DateTimeField()  # the slot's instant (UTC)
     done_at = pw.DateTimeField()
+    outcome = pw.CharField(max_length=20, default="done")  # done | skipped (missed in downtime, not caught up)
 
 
 class MailboxState(Base):
