@@ -20,7 +20,7 @@ from mailproc import agentmail, cases, compose, notify, outbox, roster, timers
 from mailproc.config import MailboxConfig
 from mailproc.context import roster_of
 from mailproc.models import PRIORITY_LABELS, TYPE_LABELS, Case, aware, utc
-from mailproc import replytext
+from mailproc import ooo, replytext
 from mailproc.parse import authentication_results
 from mailproc.stages import Work
 from mailproc.stages.thread import is_agent
@@ -105,8 +105,17 @@ def _bounce(work: Work) -> None:
 
 
 def _auto_reply(work: Work) -> None:
-    if work.case is not None:
-        _record(work, work.case, "auto_reply", detail=work.mail.subject[:500])
+    case = work.case
+    if case is None:
+        return
+    _record(work, case, "auto_reply", detail=work.mail.subject[:500])
+    # An out-of-office reply that says when its sender is back: customer reminders wait
+    # for that day (the timers read away_until); status and owner stay as they are.
+    tz = work.ctx.config.timezone
+    back = ooo.return_date(replytext.extract(work.mail).text, work.mail.subject, _arrived(work), tz)
+    if back is not None and back > work.now and back != aware(case.away_until):
+        cases.touch(case, work.now, away_until=back)
+        _record(work, case, "away", detail=f"away until {back.astimezone(tz):%Y-%m-%d %H:%M %Z} (out-of-office reply)")
 
 
 def _follow_up(work: Work) -> None:
