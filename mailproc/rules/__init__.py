@@ -22,6 +22,7 @@ from mailproc.rules.reader import TomlLines, TomlTable, check_names, compile_pat
 from mailproc.rules.routing import Routing, load_routing
 from mailproc.rules.screening import ScreeningRules, load_screening
 from mailproc.rules.sla import Sla, load_sla
+from mailproc.rules.survey import Survey, load_survey
 from mailproc.rules.workflow import Workflow, load_workflow
 
 __all__ = ["Rules", "load_rules", "rule_files", "read_toml", "TomlLines", "TomlTable", "check_names",
@@ -37,6 +38,7 @@ class Rules:
     routing: Routing
     workflow: Workflow
     sla: Sla
+    survey: Survey
 
 
 def load_rules(directory: Path | None = None, timezone: tzinfo | None = None) -> Rules:
@@ -49,4 +51,5 @@ def load_rules(directory: Path | None = None, timezone: tzinfo | None = None) ->
         routing=load_routing(files["routing.toml"]),
         workflow=load_workflow(files["workflow.toml"]),
         sla=load_sla(files["sla.toml"], timezone),
+        survey=load_survey(files["survey.toml"]),
     )

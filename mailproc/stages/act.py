@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Callable
 
 
-from mailproc import agentmail, cases, compose, notify, outbox, roster, timers
+from mailproc import agentmail, cases, compose, notify, outbox, roster, satisfaction, timers
 from mailproc.config import MailboxConfig
 from mailproc.context import roster_of
 from mailproc.models import PRIORITY_LABELS, TYPE_LABELS, Case, aware, utc
@@ -61,6 +61,8 @@ def disposition(work: Work) -> str:
         return "duplicate"
     if work.screen in SCREENED:
         return work.screen
+    if work.case is not None and satisfaction.answered(work):
+        return "satisfaction"
     return "follow_up" if work.case is not None else "new_case"
 
 
@@ -237,7 +239,8 @@ def _others(work: Work) -> list[str]:
 
 HANDLERS: dict[str, Callable[[Work], None]] = {
     "duplicate": _duplicate, "loop": _record_only, "rejected": _record_only, "bulk": _record_only,
-    "bounce": _bounce, "auto_reply": _auto_reply, "follow_up": _follow_up, "new_case": _new_case}
+    "bounce": _bounce, "auto_reply": _auto_reply, "follow_up": _follow_up, "new_case": _new_case,
+    "satisfaction": satisfaction.take}
 
 
 def _acknowledge(work: Work, case: Case) -> None:

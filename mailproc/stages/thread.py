@@ -9,7 +9,8 @@ In order (the first that answers wins):
   3. in_reply_to / references - a Message-ID we received or sent for a case;
   4. bounce      - the bounced original is one of our mails on a case.
 A normal reply to a Closed case does not reopen it: `reopen_of` asks `act` to
-open a new case linked to the old one. Bounces and auto-replies stay on the
+open a new case linked to the old one. An answer to the satisfaction question
+stays on its case (`mailproc.satisfaction`). Bounces and auto-replies stay on the
 closed case (recorded there, nothing reopened).
 
 This stage only reads the database.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import peewee as pw
 
-from mailproc import cases, db
+from mailproc import cases, db, satisfaction
 from mailproc.models import Case, Message, Participant, Person
 from mailproc.stages import Work
 from mailproc.subject import find_tokens, token_regex
@@ -44,6 +45,10 @@ def run(work: Work) -> None:
         if goes_on != case.id:
             case = Case.get_by_id(goes_on)
             work.note("thread", f"merged-into:{goes_on}")
+    if satisfaction.is_answer(work, case):  # an answer to our question reopens nothing
+        work.note("thread", "satisfaction-answer")
+        work.case = case
+        return
     if case.status == "closed" and work.screen is None:
         work.reopen_of = case
         work.note("thread", "reply-to-closed-case")
