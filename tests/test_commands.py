@@ -32,7 +32,8 @@ def _agent(name: str) -> roster.Agent:
 ROSTER = roster.Roster(agents=(_agent("ana"), _agent("bob")),
                        teams=tuple(TeamConfig(name=n, lead=None, address=None, configured=False)
                                    for n in ("Support Team", "Dev Team", "Product Team")))
-CTX = SimpleNamespace(roster=ROSTER, rules=load_rules())  # rules: a split case plans its timers
+# rules and config: a split case plans its timers (config: no one on call, as in no [oncall] section)
+CTX = SimpleNamespace(roster=ROSTER, rules=load_rules(), config=SimpleNamespace(oncall=None, agents=()))
 
 
 @pytest.fixture

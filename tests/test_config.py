@@ -329,9 +329,10 @@ def test_the_examples_roster_sections_are_valid_when_uncommented(tmp_path):
     lines, inside = [], False
     for line in (REPO / "mailproc.ini").read_text().splitlines():
         inside = (inside or line == "# [agent:ana]") and line != "[smtp]"
-        if inside and re.match(r"# (\[[a-z]+:.+\]|[a-z_]+ = )", line):
+        if inside and re.match(r"# (\[[a-z]+(:.+)?\]|[a-z_]+ = )", line):
             line = line[2:]
         lines.append(line.replace("# secret =", f"secret = {SECRET}").replace("storage = storage", "storage = st"))
     cfg = config.load(write(tmp_path, "\n".join(lines)))
     assert [a.name for a in cfg.agents] == ["ana"] and cfg.agents[0].hours is not None
     assert next(t for t in cfg.teams if t.name == "Support Team").lead == "ana"
+    assert cfg.oncall is not None and cfg.oncall.rotation == ("ana",) and len(cfg.oncall.wakeup) == 2
