@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailproc import config as config_mod
-from mailproc import db, fetch, logs, pipeline, roster, send, sweep
+from mailproc import db, fetch, logs, pipeline, roster, send, status, sweep
 from mailproc.sweep import Swept
 from mailproc.clock import Clock
 from mailproc.context import Context, load_context
@@ -92,14 +92,28 @@ def intake(ctx: Context, stop=lambda: False, on_mail=lambda: None, wait_for_leas
         except Exception as exc:  # one mailbox's trouble must not skip the others
             log.exception("mailbox %s: poll failed; the other mailboxes go on", box.name)
             result.problems.append(f"mailbox {box.name}: poll failed: {exc}")
+            _note_poll(ctx, box.name, f"poll failed: {exc}")
             continue
         if polled.error:
             log.error("mailbox %s: %s", box.name, polled.error)
             result.problems.append(f"mailbox {box.name}: {polled.error}")
-        elif polled.busy and wait_for_lease:
-            result.problems.append(f"mailbox {box.name}: another process ({polled.busy}) was polling "
-                                   f"{box.folder}; not polled")
+            _note_poll(ctx, box.name, polled.error)
+        elif polled.busy:
+            if wait_for_lease:
+                result.problems.append(f"mailbox {box.name}: another process ({polled.busy}) was polling "
+                                       f"{box.folder}; not polled")
+        else:
+            _note_poll(ctx, box.name, None)
     return result
+
+
+def _note_poll(ctx: Context, mailbox: str, error: str | None) -> None:
+    """How the poll went, for `mailproc status`; a database hiccup here never fails the round."""
+    try:
+        with db.transaction():
+            status.record_poll(mailbox, ctx.clock.now(), error)
+    except db.DATABASE_DOWN as exc:
+        log.warning("mailbox %s: could not note the poll (%s)", mailbox, exc)
 
 
 def run_once(ctx: Context, stop=lambda: False) -> Round:

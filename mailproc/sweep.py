@@ -51,7 +51,7 @@ def sweep(ctx: Context, now: datetime, stop=lambda: False, limit: int | None = N
             for item in items:
                 _one(ctx, item, now, result)
         taken += len(items)
-        if len(items) < batch:
+        if not items:  # not "fewer than a batch": what was done may have made more due now
             break
     return result
 
