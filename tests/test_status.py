@@ -15,7 +15,7 @@ from mailproc import config as config_mod
 from mailproc.due import Planned, key
 from mailproc.models import Message, Outbox, Person, utc
 from mailproc.testing import write_config
-from tests.helpers import run, run_json
+from helpers import run, run_json
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # a Monday
 NOW = T0 + timedelta(days=3)
