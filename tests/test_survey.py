@@ -14,7 +14,7 @@ from mailproc.clock import Clock
 from mailproc.config import load
 from mailproc.context import load_context
 from mailproc.jobs import survey
-from mailproc.models import Case, CaseLink, Customer, Due, Event, Message, Outbox, aware
+from mailproc.models import Case, CaseLink, Customer, Due, Event, Message, Outbox, Person, aware
 from mailproc.rules import load_rules, rule_files
 
 from helpers import T0, mail, run_once
@@ -180,6 +180,15 @@ def test_one_question_per_contact_within_thirty_days(ctx):
         first.id, third.id]
 
 
+def test_an_agent_as_contact_is_not_asked(ctx):
+    Person.create(address="ana@agents.example", handle="ana")
+    case = _case(contact="ana@agents.example")
+    _close(ctx, case, T0)
+    assert sweep.sweep(ctx, T0 + timedelta(minutes=1)).done["survey"] == 1
+    assert Event.get((Event.case == case.id) & (Event.kind == "survey_skipped")).detail == "the contact is an agent"
+    assert not Outbox.select().where(Outbox.kind == "satisfaction").exists()
+
+
 def test_the_question_has_one_mailto_link_per_answer(ctx):
     case = _case()
     _close(ctx, case, T0)
@@ -226,7 +235,8 @@ class SurveyDesk(Desk):
         self.deliver(mail(subject, body, sender=f"Cus <{CUS}>", headers=headers,
                           message_id=f"answer-{self.now:%d%H%M%S}"))
         db.open_database(load(self.config).database)
-        return Case.get_by_id(self.case), Message.get(Message.message_id.startswith("answer-"))
+        latest = Message.select().where(Message.message_id.startswith("answer-")).order_by(Message.id.desc())
+        return Case.get_by_id(self.case), latest.get()
 
 
 @pytest.fixture
@@ -284,6 +294,33 @@ def test_an_unhappy_answer_by_link_tells_the_assignee_and_brings_no_testimonial(
     assert "Extremely Unsatisfied" in told.message["Subject"] and "[Case #1]" in told.message["Subject"]
     desk.sweep(aware(closed) + timedelta(days=8))
     assert not desk.outgoing("testimonial")
+
+
+def test_the_latest_answer_stands_and_an_unhappy_one_is_told_once(survey_desk):
+    desk = survey_desk
+    _, closed = desk.asked()
+    unhappy = "Re: [Case #1] Satisfaction: Unsatisfied"
+    desk.answer("", subject=unhappy)
+    case, _ = desk.answer("", subject=unhappy)  # the same link clicked twice
+    assert case.satisfaction == "unsatisfied" and len(desk.outgoing("unhappy_customer")) == 1
+    case, _ = desk.answer("1 - sorry, I clicked the wrong one")
+    assert case.satisfaction == "extremely_satisfied" and len(desk.outgoing("unhappy_customer")) == 1
+    changes = Event.select().where((Event.case == 1) & (Event.field == "satisfaction")).order_by(Event.id)
+    assert [(e.old, e.new) for e in changes] == [(None, "unsatisfied"), ("unsatisfied", "extremely_satisfied")]
+    desk.sweep(aware(closed) + timedelta(days=7, minutes=1))
+    assert len(desk.outgoing("testimonial")) == 1  # happy in the end: the request is planned again
+
+
+def test_an_auto_reply_to_the_question_is_no_answer(survey_desk):
+    desk = survey_desk
+    desk.asked()
+    [row] = desk.outgoing("satisfaction")
+    desk.deliver(mail("Out of office: Re: [Case #1] Satisfaction: how did we do?", "I am away until Monday.",
+                      sender=f"Cus <{CUS}>", message_id="ooo-1",
+                      headers={"In-Reply-To": f"<{row.message_id}>", "Auto-Submitted": "auto-replied"}))
+    db.open_database(load(desk.config).database)
+    assert Message.get(Message.message_id.startswith("ooo-1")).disposition == "auto_reply"
+    assert Case.get_by_id(1).satisfaction is None and Case.select().count() == 1
 
 
 def test_an_unreadable_answer_is_kept_as_a_comment(survey_desk):
