@@ -118,18 +118,17 @@ def _wakeup(ctx: Context, case: Case, now: datetime) -> None:
     first = _first_paged(case) or "(unknown)"
     next_at = paged + settings.ack_within + settings.next_after
     roster = roster_of(ctx)
+    paged_agent = roster.agent(first)
+    extra = dict(reason=_reason(case), paged_name=first, paged_address=paged_agent.address if paged_agent else None,
+                 marker=MARKER, ack_subject=_ack_subject(ctx, case))
     for address in settings.wakeup:
-        agent = roster.by_address(address)
-        extra = dict(reason=_reason(case), paged_name=first, paged_at=paged, next_at=next_at, marker=MARKER,
-                     ack_subject=_ack_subject(ctx, case))
-        if agent is not None:  # an agent of the list gets a reply token: their [ack] is a command
-            tz = agent.config.timezone
-            _mail.to_agent(ctx, case, agent, "wakeup_page", now, **{
-                **extra, "paged_at": paged.astimezone(tz), "next_at": next_at.astimezone(tz)})
+        agent = roster.by_address(address)  # an agent of the list gets a reply token: their [ack] is a command
+        tz = agent.config.timezone if agent is not None else ctx.config.timezone
+        times = dict(paged_at=paged.astimezone(tz), next_at=next_at.astimezone(tz))
+        if agent is not None:
+            _mail.to_agent(ctx, case, agent, "wakeup_page", now, **extra, **times)
         else:
-            tz = ctx.config.timezone
-            _mail.to_address(ctx, case, address, "wakeup_page", now, **{
-                **extra, "paged_at": paged.astimezone(tz), "next_at": next_at.astimezone(tz)})
+            _mail.to_address(ctx, case, address, "wakeup_page", now, **extra, **times)
     listed = ", ".join(settings.wakeup)
     cases.record(case, "paged", now=now, rule="oncall:wakeup", new=listed or None,
                  detail=(f"wake-up page to {listed}: {first} has not acknowledged since "
