@@ -48,9 +48,11 @@ def basis(case: Case) -> datetime | None:
 
 
 def plan(ctx: Context, case: Case) -> list[Planned]:
-    settings = oncall.settings(ctx.config)
     since = basis(case)
-    if settings is None or since is None:
+    if since is None:  # most cases: decided without reading the settings
+        return []
+    settings = oncall.settings(ctx.config)
+    if settings is None:
         return []
     acked = aware(case.page_ack_at)
     if acked is not None and acked >= since:
