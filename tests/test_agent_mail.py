@@ -98,9 +98,9 @@ def sqlite_desk(dovecot, imap_user, smtp, make_config, sqlite_url):
 
 def test_agent_commands_change_the_case_and_the_agent_gets_the_transcript(desk):
     before, _ = desk.state()
-    desk.agent_mail("[status=resolved priority=P2 assign=bob]", headers={"Authentication-Results": PASS})
+    desk.agent_mail("[status=waiting priority=P2 assign=bob]", headers={"Authentication-Results": PASS})
     (status, priority, assignee, _), changes = desk.state()
-    assert (status, priority, assignee, changes) == ("resolved", "P2", "bob", 3)
+    assert (status, priority, assignee, changes) == ("waiting", "P2", "bob", 3)
     events = Event.select().where(Event.case == 1, Event.rule.startswith("command:")).order_by(Event.id)
     assert [(e.field, e.actor, e.rule) for e in events] == [
         ("status", ANA, "command:status"), ("priority", ANA, "command:priority"), ("assignee", ANA, "command:assign")]
@@ -110,7 +110,7 @@ def test_agent_commands_change_the_case_and_the_agent_gets_the_transcript(desk):
     transcript = desk.received(ANA, "transcript")
     text = text_of(transcript)
     lines = [line.strip() for line in text.splitlines() if line.strip().startswith("*")]
-    assert lines == [f"* status=resolved: status: {before[0]} \u2192 resolved",
+    assert lines == [f"* status=waiting: status: {before[0]} \u2192 waiting",
                      f"* priority=P2: priority: {before[1]} \u2192 P2",
                      f"* assign=bob: assignee: {before[2] or '(none)'} \u2192 bob"]
     subject = transcript.message["Subject"]
@@ -119,7 +119,9 @@ def test_agent_commands_change_the_case_and_the_agent_gets_the_transcript(desk):
 
 def test_a_reply_token_of_the_agent_for_the_case_authorises(desk):
     desk.agent_mail("[resolve note]", headers={"In-Reply-To": desk.token_id()}, body="Reset the password by hand.")
-    assert desk.state()[0][0] == "resolved"
+    # resolved, and at once (the same run's sweep) the customer told and the case Pending Closure
+    assert desk.state()[0][0] == "pending_closure"
+    assert Event.get((Event.case == 1) & (Event.rule == "command:resolve")).new == "resolved"
     note = Event.get((Event.case == 1) & (Event.kind == "note"))
     assert note.detail == "Reset the password by hand." and note.actor == ANA
     assert desk.outgoing("transcript") and not desk.outgoing("refusal")

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 import uuid
 
+from datetime import timedelta
+
 import pytest
 
 from helpers import T0, mail, run, run_json
+
+
+
+@pytest.fixture(autouse=True)
+def clock_at_the_mails(monkeypatch):
+    """The clock stands just after the test mails' dates (T0): these tests are about intake,
+    and on the real clock the workflow's timers (a "still looking" note two business days
+    after a mail) would already be due for them."""
+    monkeypatch.setenv("MAILPROC_NOW", (T0 + timedelta(minutes=30)).isoformat())
 
 SUPPORT = "support@example.com"
 BILLING = "billing@example.com"

@@ -26,6 +26,15 @@ from mailproc import cli
 from helpers import T0, mail
 
 
+
+@pytest.fixture(autouse=True)
+def clock_at_the_mails(monkeypatch):
+    """The clock stands just after the test mails' dates (T0): these tests are about intake,
+    and on the real clock the workflow's timers (a "still looking" note two business days
+    after a mail) would already be due for them."""
+    monkeypatch.setenv("MAILPROC_NOW", (T0 + timedelta(minutes=30)).isoformat())
+
+
 def run(config, *args, capsys):
     """In-process `mailproc --config CONFIG ARGS…`: (exit code, stdout, stderr)."""
     try:
