@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import overload
 
 import peewee as pw
 
@@ -27,6 +28,10 @@ DISPOSITIONS = ("new_case", "follow_up", "duplicate", "bounce", "auto_reply", "b
                 "rejected", "failed", "command", "satisfaction")
 
 
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
 def utc(value: datetime | None) -> datetime | None:
     """Aware or naive-UTC datetime -> naive UTC, the form stored in the database."""
     if value is None or value.tzinfo is None:
@@ -34,6 +39,10 @@ def utc(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
 def aware(value: datetime | None) -> datetime | None:
     """Stored naive UTC -> aware UTC."""
     if value is None or value.tzinfo is not None:

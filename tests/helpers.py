@@ -50,3 +50,19 @@ def run_once(config, now) -> None:
         assert cli.main(["--config", str(config), "--now", now.isoformat(), "run", "--once"]) == 0
     finally:
         db.close()
+
+
+def clock_from(monkeypatch, start: datetime) -> None:
+    """One clock for the whole test, standing at `start` when the test begins and running on
+    as real time does: in-process commands share it (each would otherwise start its set clock
+    afresh at `start`, and a mail queued by one could be "in the future" for the next), and
+    processes started by the test get it through MAILPROC_NOW. An explicit --now still wins."""
+    from mailproc.clock import Clock, parse_instant
+
+    offset = start - datetime.now(timezone.utc)
+    monkeypatch.setenv("MAILPROC_NOW", start.isoformat())
+
+    def from_env(cls, now=None):
+        return cls(parse_instant(now)) if now else cls.shifted(offset)
+
+    monkeypatch.setattr(Clock, "from_env", classmethod(from_env))

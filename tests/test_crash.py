@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from datetime import timedelta
 
@@ -18,18 +19,19 @@ from helpers import T0, mail
 
 
 
-@pytest.fixture(autouse=True)
-def clock_at_the_mails(monkeypatch):
-    """The clock stands just after the test mails' dates (T0): these tests are about intake,
-    and on the real clock the workflow's timers (a "still looking" note two business days
-    after a mail) would already be due for them."""
-    monkeypatch.setenv("MAILPROC_NOW", (T0 + timedelta(minutes=30)).isoformat())
-
 N = 4
 
 
+STARTED = time.monotonic()
+
+
 def mailproc(config, *args, crash=None):
+    """`mailproc ARGS` in a process of its own. Its clock stands just after the test mails'
+    dates (T0) and runs on from one call to the next as real time does: these tests are
+    about intake, and on the real clock the workflow's timers (a "still looking" note two
+    business days after a mail) would already be due for them."""
     env = {k: v for k, v in os.environ.items() if k != "MAILPROC_CRASH_AT"}
+    env["MAILPROC_NOW"] = (T0 + timedelta(minutes=30, seconds=time.monotonic() - STARTED)).isoformat()
     if crash:
         env["MAILPROC_CRASH_AT"] = crash
     return subprocess.run([sys.executable, "-m", "mailproc", "--config", str(config), *args],

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import pytest
 
-from helpers import T0, run, run_json
+from helpers import T0, clock_from, run, run_json
 from mailproc import db
 
 
@@ -27,12 +27,7 @@ def clock_at_the_mails(monkeypatch):
     """The clock stands just after the test mails' dates (T0): these tests are about intake,
     and on the real clock the workflow's timers (a "still looking" note two business days
     after a mail) would already be due for them."""
-    monkeypatch.setenv("MAILPROC_NOW", (T0 + timedelta(minutes=30)).isoformat())
-
-
-# `run --once` a little later than the commands before it: each process's set clock starts
-# at the instant it is given, so an ingest's mail must be queued before the sender's "now".
-SEND_AT = (T0 + timedelta(hours=1)).isoformat()
+    clock_from(monkeypatch, T0 + timedelta(minutes=30))
 
 
 SUPPORT = "support@example.com"
@@ -60,7 +55,7 @@ def site(dovecot, imap_user, smtp, make_config, db_url):
 def poll(site, dovecot, capsys, *raws: bytes) -> None:
     for raw in raws:
         dovecot.append(site["user"], raw, internaldate=T0)
-    code, _ = run(site["config"], "run", "--once", now=SEND_AT, capsys=capsys)
+    code, _ = run(site["config"], "run", "--once", capsys=capsys)
     assert code == 0
 
 
@@ -192,7 +187,7 @@ def test_nul_bytes_are_left_out_of_stored_text_and_kept_in_the_raw_mail(site, sm
     digest = hashlib.sha256(raw).hexdigest()
     stored = site["config"].parent / "storage" / "raw" / digest[:2] / f"{digest[2:]}.eml"
     assert stored.read_bytes() == raw
-    run(site["config"], "run", "--once", now=SEND_AT, capsys=capsys)
+    run(site["config"], "run", "--once", capsys=capsys)
     assert [got.rcpt_tos for got in smtp.wait_for(1)] == [["nul@h.example"]]
 
 
@@ -227,7 +222,7 @@ def test_storage_is_private_whatever_the_umask(dovecot, imap_user, smtp, make_co
                                                        username=user, password=password, address=SUPPORT)],
                          smtp=dict(host=smtp.host, port=smtp.port))
     dovecot.append(user, raw_mail("From: p@h.example", "Subject: private"), internaldate=T0)
-    assert run(config, "run", "--once", now=SEND_AT, capsys=capsys)[0] == 0
+    assert run(config, "run", "--once", capsys=capsys)[0] == 0
     smtp.wait_for(1)
     database = db.open_database(url)
     database.execute_sql("UPDATE message SET state = state")  # SQLite's WAL and its index exist while open

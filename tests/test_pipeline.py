@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from helpers import T0, mail, run, run_json
+from helpers import T0, clock_from, mail, run, run_json
 
 
 
@@ -22,7 +22,7 @@ def clock_at_the_mails(monkeypatch):
     """The clock stands just after the test mails' dates (T0): these tests are about intake,
     and on the real clock the workflow's timers (a "still looking" note two business days
     after a mail) would already be due for them."""
-    monkeypatch.setenv("MAILPROC_NOW", (T0 + timedelta(minutes=30)).isoformat())
+    clock_from(monkeypatch, T0 + timedelta(minutes=30))
 
 SUPPORT = "support@example.com"
 BILLING = "billing@example.com"

@@ -23,7 +23,7 @@ from mailproc.testing import free_port
 
 from mailproc import cli
 
-from helpers import T0, mail
+from helpers import T0, clock_from, mail
 
 
 
@@ -32,7 +32,7 @@ def clock_at_the_mails(monkeypatch):
     """The clock stands just after the test mails' dates (T0): these tests are about intake,
     and on the real clock the workflow's timers (a "still looking" note two business days
     after a mail) would already be due for them."""
-    monkeypatch.setenv("MAILPROC_NOW", (T0 + timedelta(minutes=30)).isoformat())
+    clock_from(monkeypatch, T0 + timedelta(minutes=30))
 
 
 def run(config, *args, capsys):
