@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, overload
 
+from mailproc.businesstime import Target, parse_target
 from mailproc.config import parse_duration
 from mailproc.defaults import RULE_FILES, in_force, shipped
 from mailproc.errors import ConfigError
@@ -269,6 +270,16 @@ class TomlTable:
             return None
         try:
             return parse_duration(value)
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
+
+    def target(self, key: builtins.str) -> Target | None:
+        """A promised duration: "1h", "2 business hours", "1 business day" (businesstime)."""
+        value = self.str(key)
+        if value is None:
+            return None
+        try:
+            return parse_target(value)
         except ValueError as exc:
             raise self.error(key, str(exc)) from None
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
 from pathlib import Path
 
-from mailproc.businesstime import DAY_NAMES, UTC, BusinessCalendar, Target, parse_target
+from mailproc.businesstime import DAY_NAMES, UTC, BusinessCalendar, Target
 from mailproc.models import PRIORITIES, TIERS
 from mailproc.rules.reader import TomlTable
 
@@ -83,10 +83,10 @@ def load_sla(path: Path, timezone: tzinfo | None = None) -> Sla:
 
 
 def _target(table: TomlTable, key: str) -> Target:
-    try:
-        return parse_target(table.need_str(key))
-    except ValueError as exc:
-        raise table.error(key, str(exc)) from None
+    table.need_str(key)  # required, and a string
+    found = table.target(key)
+    assert found is not None
+    return found
 
 
 def _calendar(table: TomlTable, tz: tzinfo) -> BusinessCalendar:

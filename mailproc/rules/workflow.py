@@ -129,16 +129,6 @@ def load_workflow(path: Path) -> Workflow:
                     confirmation=_confirmation(root))
 
 
-def _target(table: TomlTable, key: str, default: Target) -> Target:
-    text = table.str(key)
-    if text is None:
-        return default
-    try:
-        return parse_target(text)
-    except ValueError as exc:
-        raise table.error(key, str(exc)) from None
-
-
 def _statuses(table: TomlTable, default: tuple[str, ...]) -> tuple[str, ...]:
     if "statuses" not in table.data:
         return default
@@ -155,8 +145,8 @@ def _still_looking(root: TomlTable) -> StillLooking:
     t = root.table("still_looking")
     t.check_keys(("statuses", "note_after", "nudge_after"))
     d = DEFAULT_STILL_LOOKING
-    return StillLooking(_statuses(t, d.statuses), _target(t, "note_after", d.note_after),
-                        _target(t, "nudge_after", d.nudge_after))
+    return StillLooking(_statuses(t, d.statuses), t.target("note_after") or d.note_after,
+                        t.target("nudge_after") or d.nudge_after)
 
 
 def _long_holds(root: TomlTable) -> LongHolds:
@@ -165,7 +155,7 @@ def _long_holds(root: TomlTable) -> LongHolds:
     t = root.table("long_holds")
     t.check_keys(("statuses", "flag_after"))
     d = DEFAULT_LONG_HOLDS
-    return LongHolds(_statuses(t, d.statuses), _target(t, "flag_after", d.flag_after))
+    return LongHolds(_statuses(t, d.statuses), t.target("flag_after") or d.flag_after)
 
 
 def _confirmation(root: TomlTable) -> Confirmation | None:
