@@ -15,12 +15,10 @@ import logging
 from datetime import datetime
 from typing import Callable
 
-
-from mailproc import agentmail, cases, compose, notify, outbox, roster, satisfaction, timers
+from mailproc import agentmail, cases, compose, notify, ooo, outbox, replytext, roster, satisfaction, timers
 from mailproc.config import MailboxConfig
 from mailproc.context import roster_of
 from mailproc.models import PRIORITY_LABELS, TYPE_LABELS, Case, aware, utc
-from mailproc import ooo, replytext
 from mailproc.parse import authentication_results
 from mailproc.stages import Work
 from mailproc.stages.thread import is_agent
