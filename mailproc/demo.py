@@ -9,7 +9,10 @@ storage/demo/ afterwards, so the commands it prints can be tried by hand.
 
 from __future__ import annotations
 
+import contextlib
+import email
 import email.policy
+import io
 import shutil
 import sys
 from datetime import datetime
@@ -70,9 +73,19 @@ def main() -> int:
             print(f"\nTo: {', '.join(got.rcpt_tos)}\nFrom: {got.message['From']}\nSubject: {got.message['Subject']}"
                   f"\nAuto-Submitted: {got.message['Auto-Submitted']}\n")
             print("    " + "\n    ".join(text.strip().splitlines()[:14]))
+        _banner("mailproc status")
+        cli.main(base + ["status"])
+        later = "2026-11-30T17:30:00+00:00"
+        _banner(f"mailproc run --once --dry-run --now {later}  (what the timers will send by then)")
+        shown = io.StringIO()
+        with contextlib.redirect_stdout(shown):
+            cli.main(["--config", str(config), "--now", later, "run", "--once", "--dry-run"])
+        print("\n".join(line for line in shown.getvalue().splitlines() if line.startswith("=== would send"))
+              or "  nothing")
         _banner("try it yourself")
         print(f"  .venv/bin/mailproc --config {config} cases show 1")
         print(f"  .venv/bin/mailproc --config {config} cases list --json")
+        print(f"  .venv/bin/mailproc --config {config} --now {later} run --once --dry-run")
         print("  (the demo's IMAP and SMTP servers stop when this command ends)")
         return 0
     finally:
