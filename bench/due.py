@@ -373,6 +373,17 @@ def plan_of_take(now: datetime) -> str:
     return "\n".join(r[0] for r in rows)
 
 
+def plan_of_red(now: datetime) -> str:
+    """The plan of the red-SLA count and listing of `mailproc status`."""
+    sqlite = isinstance(db.proxy.obj, pw.SqliteDatabase)
+    params = [utc_naive(now), *status.STOPPED]
+    lines = []
+    for sql, extra in ((status.RED_COUNT, []), (status.RED, [status.LIST_LIMIT])):
+        rows = db.query_all(("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + sql, params + extra)
+        lines += [r[-1] if sqlite else r[0] for r in rows]
+    return "\n".join(lines)
+
+
 def red_ms(now: datetime) -> tuple[float, int]:
     best, count = float("inf"), 0
     for _ in range(3):
@@ -423,7 +434,8 @@ def measure(url: str, work: Path, n_cases: int, profile: bool) -> dict:
     (pending,) = db.query_one('SELECT COUNT(*) FROM "due" WHERE "done_at" IS NULL', [])
     (total_due,) = db.query_one('SELECT COUNT(*) FROM "due"', [])
     out = {"db": "sqlite" if url.startswith("sqlite") else "postgresql", "cases": n_cases, "due_rows": total_due,
-           "pending": pending, "take_plan": plan_of_take(ends[0]), "load": os.getloadavg()}
+           "pending": pending, "take_plan": plan_of_take(ends[0]), "red_plan": plan_of_red(ends[0]),
+           "load": os.getloadavg()}
     sweeps, takes, takes_all, done, prof_text = [], [], [], [], None
     for r in range(mixed_rounds):
         takes.append(take_ms(ends[r], sweep.BATCH))
@@ -494,7 +506,8 @@ def main() -> int:
                 res = measure(url, work, n, args.profile)
                 results.append(res)
                 print(f"\n{res['db']} {n:,} cases: {res['due_rows']:,} due rows, {res['pending']:,} pending;"
-                      f" plan of the sweep's query:\n{res['take_plan']}\n", flush=True)
+                      f" plan of the sweep's query:\n{res['take_plan']}\nplan of the red-SLA count and list:\n"
+                      f"{res['red_plan']}\n", flush=True)
                 if res["profile"]:
                     print(res["profile"], flush=True)
                 if kind == "sqlite":
