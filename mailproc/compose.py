@@ -175,7 +175,9 @@ def build(*, mail_from: str, to: list[str], subject: str, text: str, html: str, 
     if message_id is not None and given is None:
         raise ValueError(f"not a Message-ID fit to send: {message_id!r}")
     message_id = given or new_message_id(domain)
-    msg = MIMEMultipart("alternative")
+    # A boundary of our own: left to the generator, it is searched for in the body with a
+    # regular expression compiled anew for every mail. 128 random bits never occur in it.
+    msg = MIMEMultipart("alternative", boundary=f"=_mp{token_hex(16)}")
     msg["Date"] = format_datetime(now)
     msg["From"] = _address_list([mail_from])
     msg["To"] = _address_list(to)
@@ -201,7 +203,23 @@ def build(*, mail_from: str, to: list[str], subject: str, text: str, html: str, 
     return msg, message_id
 
 
-_WIRE = policy.compat32.clone(linesep="\r\n")
+# A header value that folding leaves as it is: printable ASCII words separated by single
+# spaces. The email package folds every header through `Header.encode`, which is most of
+# the time of writing a mail; for such a value on a line of at most 78 characters its
+# answer is known (the value itself), so it is written directly. Anything else (8-bit
+# text, encoded words, long lines, other whitespace) is folded by the package as before.
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+
+
+class _WirePolicy(policy.Compat32):
+    def fold_binary(self, name, value):
+        if (isinstance(value, str) and len(name) + 2 + len(value) <= 78 and name.isascii()
+                and _PLAIN_VALUE.fullmatch(value)):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_WIRE = _WirePolicy(linesep="\r\n")
 
 
 def as_bytes(msg: Message) -> bytes:

@@ -48,25 +48,32 @@ def key(kind: str, case_id: int, *basis: object) -> str:
     return ":".join(parts)[:200]
 
 
-_PENDING_OF_CASE = 'SELECT "id", "key", "due_at" FROM "due" WHERE "case_id" = ? AND "done_at" IS NULL'
+_ROWS_OF_CASE = 'SELECT "id", "key", "due_at", "done_at", "outcome" FROM "due" WHERE "case_id" = ?'
 _UPSERT = ('INSERT INTO "due" ("case_id", "kind", "key", "due_at", "attempts", "created_at") VALUES (?, ?, ?, ?, 0, ?)'
            ' ON CONFLICT ("key") DO UPDATE SET "due_at" = excluded."due_at", "done_at" = NULL, "outcome" = NULL'
            ' WHERE "due"."done_at" IS NULL OR "due"."outcome" IN (\'cancelled\', \'stale\')')
 
 
 def sync(case_id: int, planned: Iterable[Planned], now: datetime) -> None:
-    """Make the case's pending items what `planned` says, in the caller's transaction."""
+    """Make the case's pending items what `planned` says, in the caller's transaction.
+
+    One read of the case's rows (done ones too: a planned key whose work is done is
+    left alone without a statement), then a statement only for what changes."""
     wanted = {p.key: p for p in planned}
-    pending = {k: (row_id, at) for row_id, k, at in db.query_all(_PENDING_OF_CASE, [case_id])}
-    gone = [row_id for k, (row_id, _) in pending.items() if k not in wanted]
+    rows = {k: (row_id, at, done, outcome) for row_id, k, at, done, outcome in db.query_all(_ROWS_OF_CASE, [case_id])}
+    gone = [row_id for k, (row_id, _, done, _) in rows.items() if done is None and k not in wanted]
     if gone:  # a statement written here, not built by peewee: sync runs after every change of a case
         marks = ", ".join("?" * len(gone))
         db.execute(f'UPDATE "due" SET "done_at" = ?, "outcome" = ? WHERE "id" IN ({marks}) AND "done_at" IS NULL',
                    [Due.done_at.db_value(utc(now)), CANCELLED, *gone])
     for p in wanted.values():
-        known = pending.get(p.key)
-        if known is not None and _same(known[1], p.due_at):
-            continue
+        known = rows.get(p.key)
+        if known is not None:
+            _, at, done, outcome = known
+            if done is None and _same(at, p.due_at):
+                continue  # pending, at the planned time
+            if done is not None and outcome not in (CANCELLED, STALE):
+                continue  # done: stays done
         db.execute(_UPSERT, [case_id, p.kind, p.key, utc(p.due_at), utc(now)])
 
 
@@ -91,6 +98,14 @@ def take(now: datetime, limit: int) -> list[Due]:
 
 def finish(item: Due, now: datetime, outcome: str = DONE) -> None:
     db.update(Due, item.id, done_at=utc(now), outcome=outcome, last_error=None)
+
+
+def finish_many(ids: list[int], now: datetime) -> None:
+    """Mark the items done, in one statement (a sweep's batch)."""
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        db.execute(f'UPDATE "due" SET "done_at" = ?, "outcome" = ?, "last_error" = NULL WHERE "id" IN ({marks})',
+                   [Due.done_at.db_value(utc(now)), DONE, *ids])
 
 
 def fail(item: Due, now: datetime, error: str) -> datetime:

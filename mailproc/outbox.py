@@ -16,6 +16,7 @@ Queueing refuses, and says why in the case's event log, when:
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from datetime import datetime
 from email.utils import parseaddr
 
@@ -28,6 +29,7 @@ from mailproc.models import Case, Outbox, utc
 log = logging.getLogger(__name__)
 
 
+@lru_cache(maxsize=4096)
 def bare_address(address: str) -> str:
     """'Ana <ana@example.com>' -> 'ana@example.com' (for the envelope and lookups)."""
     return parseaddr(address)[1].strip() or address.strip()

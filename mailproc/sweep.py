@@ -1,14 +1,15 @@
 """The sweep: do the due work whose time has come.
 
 One query takes a batch of due items (`due.take`, the partial index of
-pending rows); each runs in a savepoint of the batch's transaction and is
-marked done in it, with whatever it changed and the mail it queued, so an
-item's work commits exactly once. Before doing an item the sweep recomputes
+pending rows); they run in the batch's transaction and are marked done in
+it, with whatever they changed and the mail they queued, so an item's work
+commits exactly once. Before doing an item the sweep recomputes
 its case's plan (`timers.plan`): an item the case no longer calls for is
 stale and ends without doing anything; one the case now plans later is
-moved. An item that raises is rolled back to its savepoint, logged with its
-id, and tried again later with a growing pause (`due.fail`); it never blocks
-the others. A stop request is honoured between batches: what a batch did is
+moved. When an item raises, the batch is rolled back and done again with a
+savepoint per item: the failing one's work alone is taken back, it is logged
+with its id and tried again later with a growing pause (`due.fail`); it never
+blocks the others. A stop request is honoured between batches: what a batch did is
 committed together, what it did not get to stays due.
 """
 
@@ -43,6 +44,12 @@ class Swept:
     def total(self) -> int:
         return sum(self.done.values())
 
+    def add(self, other: "Swept") -> None:
+        self.done.update(other.done)
+        self.stale += other.stale
+        self.moved += other.moved
+        self.failed.extend(other.failed)
+
 
 def sweep(ctx: Context, now: datetime, stop=lambda: False, limit: int | None = None) -> Swept:
     """Do every item due at `now` (at most `limit`)."""
@@ -50,20 +57,49 @@ def sweep(ctx: Context, now: datetime, stop=lambda: False, limit: int | None = N
     taken = 0
     while not stop() and (limit is None or taken < limit):
         batch = BATCH if limit is None else min(BATCH, limit - taken)
-        with db.transaction():
-            items = due.take(now, batch)
-            for item in items:
-                _one(ctx, item, now, result)
-        taken += len(items)
-        if not items:  # not "fewer than a batch": what was done may have made more due now
+        try:
+            done = _batch(ctx, now, batch)
+        except db.DATABASE_DOWN:
+            raise
+        except Exception:  # an item failed: the batch is done again, each item in a savepoint
+            done = _batch(ctx, now, batch, careful=True)
+        result.add(done)
+        for line in done.lines:
+            log.info("%s", line)
+        taken += done.items
+        if not done.items:  # not "fewer than a batch": what was done may have made more due now
             break
     return result
 
 
-def _one(ctx: Context, item: Due, now: datetime, result: Swept) -> None:
+@dataclass
+class _Batch(Swept):
+    items: int = 0
+    finished: list[int] = field(default_factory=list)  # ids of the items done
+    lines: list[str] = field(default_factory=list)  # logged once the batch is committed
+
+
+def _batch(ctx: Context, now: datetime, size: int, careful: bool = False) -> _Batch:
+    """One batch in one transaction. Most batches go straight through; a savepoint per
+    item (two more statements each) is paid only when one raised (`careful`): then the
+    failing item's work alone is taken back, and it is kept and retried later."""
+    result = _Batch()
+    with db.transaction():
+        items = due.take(now, size)
+        result.items = len(items)
+        for item in items:
+            if careful:
+                _one(ctx, item, now, result)
+            else:
+                _count(item, _run(ctx, item, now, result), result)
+        due.finish_many(result.finished, now)
+    return result
+
+
+def _one(ctx: Context, item: Due, now: datetime, result: _Batch) -> None:
     try:
         with db.transaction():  # a savepoint: a failing item takes back only its own work
-            outcome = _run(ctx, item, now)
+            outcome = _run(ctx, item, now, result)
     except db.DATABASE_DOWN:
         raise
     except Exception as exc:
@@ -72,6 +108,10 @@ def _one(ctx: Context, item: Due, now: datetime, result: Swept) -> None:
                       item.__data__.get("case"), again.isoformat(timespec="seconds"))
         result.failed.append(f"due item {item.id} ({item.key}): {type(exc).__name__}: {exc}")
         return
+    _count(item, outcome, result)
+
+
+def _count(item: Due, outcome: str, result: Swept) -> None:
     if outcome == due.DONE:
         result.done[item.kind] += 1
     elif outcome == due.STALE:
@@ -80,7 +120,7 @@ def _one(ctx: Context, item: Due, now: datetime, result: Swept) -> None:
         result.moved += 1
 
 
-def _run(ctx: Context, item: Due, now: datetime) -> str:
+def _run(ctx: Context, item: Due, now: datetime, result: _Batch) -> str:
     case_id = item.__data__.get("case")
     case = next(iter(db.raw(Case, _CASE_SQL, [case_id])), None) if case_id is not None else None
     planned = {p.key: p for p in timers.plan(ctx, case)} if case is not None else {}
@@ -98,6 +138,6 @@ def _run(ctx: Context, item: Due, now: datetime) -> str:
     assert case is not None
     runner(ctx, case, now)
     timers.replan(ctx, case, now)
-    due.finish(item, now)
-    log.info("case %s: %s done (due %s)", case.id, item.kind, aware(item.due_at).isoformat(timespec="minutes"))
+    result.finished.append(item.id)  # marked done with the batch, in its transaction
+    result.lines.append(f"case {case.id}: {item.kind} done (due {aware(item.due_at).isoformat(timespec='minutes')})")
     return due.DONE
