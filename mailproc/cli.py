@@ -239,8 +239,8 @@ def dispatch(args, ctx: Context) -> int:
         return cmd_status(args, ctx)
     if args.command == "customers":
         from mailproc import directory
-        result = directory.import_csv(args.file, ctx.clock.now())
-        print(f"imported {args.file}: {result.added} added, {result.updated} updated")
+        imported = directory.import_csv(args.file, ctx.clock.now())
+        print(f"imported {args.file}: {imported.added} added, {imported.updated} updated")
         return 0
     raise ValueError(f"unknown command {args.command}")
 

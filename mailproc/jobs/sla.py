@@ -85,11 +85,19 @@ def plan(ctx: Context, case: Case) -> list[Planned]:
     return items
 
 
+def _red_at(case: Case) -> datetime:
+    """When the case turns red: planned only while it is known."""
+    due = aware(case.sla_due)
+    if due is None:
+        raise ValueError(f"case {case.id} has no SLA due time")
+    return due
+
+
 def _yellow(ctx: Context, case: Case, now: datetime) -> None:
     agent = _mail.assignee(ctx, case)
     if agent is not None:
         _mail.to_agent(ctx, case, agent, "sla_warning", now, colour="yellow", tier=case.tier,
-                       due=aware(case.sla_due).astimezone(agent.config.timezone))
+                       due=_red_at(case).astimezone(agent.config.timezone))
     cases.record(case, "sla", now=now, new="yellow", rule=f"sla:tiers.{case.tier}",
                  detail=f"assignee {agent.name} told" if agent else "no assignee to tell")
 
@@ -98,7 +106,7 @@ def _red(ctx: Context, case: Case, now: datetime) -> None:
     told = []
     for lead in _mail.leads(ctx, case):
         if _mail.to_agent(ctx, case, lead, "sla_warning", now, colour="red", tier=case.tier,
-                          due=aware(case.sla_due).astimezone(lead.config.timezone)) is not None:
+                          due=_red_at(case).astimezone(lead.config.timezone)) is not None:
             told.append(lead.name)
     cases.record(case, "sla", now=now, new="red", rule=f"sla:tiers.{case.tier}",
                  detail=f"lead(s) told: {', '.join(told)}" if told else "no lead to tell")

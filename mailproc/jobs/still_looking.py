@@ -47,9 +47,16 @@ def plan(ctx: Context, case: Case) -> list[Planned]:
     return items
 
 
+def _since(case: Case) -> datetime:
+    """When the wait began: its items are planned only while it is known."""
+    since = aware(case.waiting_since)
+    if since is None:
+        raise ValueError(f"case {case.id} is not waiting")
+    return since
+
+
 def _note(ctx: Context, case: Case, now: datetime) -> None:
-    _mail.to_customer(ctx, case, "still_looking", now,
-                      waiting_since=aware(case.waiting_since).astimezone(ctx.config.timezone))
+    _mail.to_customer(ctx, case, "still_looking", now, waiting_since=_since(case).astimezone(ctx.config.timezone))
     cases.record(case, "still_looking", now=now, rule="workflow:still_looking",
                  detail="the customer was told we are still looking into it")
 
@@ -58,7 +65,7 @@ def _nudge(ctx: Context, case: Case, now: datetime) -> None:
     agent = _mail.assignee(ctx, case)
     if agent is None:
         return
-    since = aware(case.waiting_since)
+    since = _since(case)
     _mail.to_agent(ctx, case, agent, "nudge", now, waiting_since=since.astimezone(agent.config.timezone),
                    note_at=ctx.rules.sla.calendar.deadline(ctx.rules.workflow.still_looking.note_after, since)
                    .astimezone(agent.config.timezone))
