@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailproc import config as config_mod
-from mailproc import db, fetch, logs, pipeline, roster, send, status, sweep
+from mailproc import db, fetch, logs, pipeline, roster, send, status, sweep, timers
 from mailproc.sweep import Swept
 from mailproc.clock import Clock
 from mailproc.context import Context, load_context
@@ -125,6 +125,9 @@ def run_once(ctx: Context, stop=lambda: False) -> Round:
     that could not be used is in `problems`."""
     sender = SenderProcess(ctx.config, ctx.clock)
     try:
+        planned = timers.backfill(ctx, ctx.clock.now())
+        if planned:
+            log.info("planned the due work of %d case(s) opened before this version", planned)
         result = intake(ctx, stop, on_mail=sender.ensure_started, wait_for_lease=RUN_ONCE_LEASE_WAIT)
         if not stop():
             swept = sweep.sweep(ctx, ctx.clock.now(), stop)
@@ -352,6 +355,9 @@ class Daemon:
         self._install_signals()
         if self.start_sender:
             self.keep_sender()
+        planned = timers.backfill(self.ctx, self.ctx.clock.now())
+        if planned:
+            log.info("planned the due work of %d case(s) opened before this version", planned)
         notify("READY=1")
         log.info("started: %d mailbox(es), polling every %s", len(self.ctx.config.mailboxes),
                  self.ctx.config.poll_interval)

@@ -43,3 +43,30 @@ def replan(ctx: Context, case: Case, now: datetime) -> None:
         if refresh is not None:
             refresh(ctx, case, now)
     due.sync(case.id, plan(ctx, case), now)
+
+
+BACKFILL_KEY = "timers:plan-cases-opened-before-due-work"
+BACKFILL_BATCH = 500
+
+
+def backfill(ctx: Context, now: datetime) -> int:
+    """Plan, once per database, the due work of cases opened before due work existed (a
+    database upgraded from schema 4): their reminders, SLA clocks and pages start then,
+    instead of waiting for the next change of each case. Recorded like a slot, in the
+    same transaction, so it happens once even with several daemons; returns the number
+    of cases planned."""
+    from mailproc import db, slots
+
+    with db.transaction():
+        if not slots.claim(BACKFILL_KEY, now, now):
+            return 0
+        count, last = 0, 0
+        while True:
+            batch = list(Case.select().where((Case.id > last) & (Case.status != "closed"))
+                         .order_by(Case.id).limit(BACKFILL_BATCH))
+            for case in batch:
+                replan(ctx, case, now)
+            count += len(batch)
+            if len(batch) < BACKFILL_BATCH:
+                return count
+            last = batch[-1].id

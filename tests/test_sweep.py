@@ -187,3 +187,19 @@ def postgresql_url(db_url):
     if not db_url.startswith("postgresql"):
         pytest.skip("row locks of several sweepers: PostgreSQL (SQLite's write lock serializes them)")
     return db_url
+
+
+def test_cases_opened_before_due_work_are_planned_once(make_config, db_url, dovecot, imap_user):
+    """A database upgraded from before due work: its open cases have no due rows until the
+    first start plans them, once."""
+    ctx = _context(_config(make_config, db_url, dovecot, imap_user))
+    at = ASKED.replace(tzinfo=None)
+    for i, status in enumerate(("pending_input", "assigned", "closed")):
+        Case.create(contact=f"old{i}@shop.example", status=status, created_at=at, updated_at=at,
+                    status_changed_at=at, tier_entered_at=at, last_customer_at=at)
+    assert not Due.select().exists()
+    assert timers.backfill(ctx, DUE) == 2  # the closed case has nothing to plan
+    kinds = {(d.case_id, d.kind) for d in Due.select()}
+    assert (1, "remind") in kinds and (2, "still_looking") in kinds and not [k for k in kinds if k[0] == 3]
+    assert timers.backfill(ctx, DUE) == 0
+    assert sweep.sweep(ctx, DUE).done["remind"] == 1
