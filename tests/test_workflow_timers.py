@@ -281,3 +281,20 @@ def test_the_unit_of_business_time_in_mails_is_the_recipients(desk):
     desk.at(MONDAY + timedelta(days=1, hours=1))  # nudge due one business day after the mail
     [nudge] = desk.mails("nudge", 1)
     assert "06:00 EDT" in _body(desk.delivered(nudge))  # waiting since 10:00 UTC = 06:00 in New York
+
+
+def test_the_sla_clock_runs_only_while_the_case_waits_on_us(desk, capsys):
+    """SPEC §4: the clock runs in New and Assigned. A bug goes to engineering (Pending
+    Development) at once: its tier clock waits, it is watched as a long hold instead, and no
+    lead is told it is red; a reopened case goes on from where its clock stood."""
+    desk.customer(HOLIDAY_EVE, subject="Cannot log in", body="The login page shows an error 500 since today.")
+    case = desk.case(1)
+    assert case.status == "pending_development" and case.sla_due is None
+    assert desk.pending(1, "long_hold") and not desk.pending(1, "sla_red")
+    week = (HOLIDAY_EVE + timedelta(days=7)).isoformat()
+    assert run_json(desk.config, capsys, "cases", "show", "1", now=week)["sla"] == "green"
+
+    desk.agent(HOLIDAY_EVE + timedelta(days=7), 1, "[status=assigned]")
+    running = desk.case(1)
+    # paused from the mail's arrival to now: the full 8 business hours to red are still ahead
+    assert running.sla_due is not None and running.sla_due > (HOLIDAY_EVE + timedelta(days=7)).replace(tzinfo=None)

@@ -1,9 +1,13 @@
 """The tier SLA clock (SPEC §7): green, yellow, red, in business hours.
 
 The clock of a case's tier starts when the case entered the tier (for a new
-case, the mail's arrival), pauses while the case waits on the customer
-(`PAUSED`), and stops when the case is resolved or closed. `refresh` keeps
-the pause bookkeeping and the two instants the colour changes at on the case
+case, the mail's arrival) and runs while the case waits on us — New or
+Assigned, the statuses SPEC §4 says the clock runs in. It pauses while the
+case waits on anyone else (the customer: Pending Input, Waiting on Customer,
+Pending Closure; engineering: the Pending Product/Development/Release holds,
+which are watched as long holds instead; an agent's On Hold; staging) and
+stops when the case is resolved or closed. `refresh` keeps the pause
+bookkeeping and the two instants the colour changes at on the case
 (`sla_warn_at` → yellow, `sla_due` → red; None while paused or stopped), so
 that lists, digests and `mailproc status` read colours from indexed columns
 instead of recomputing business hours per case. Crossing into yellow mails
@@ -21,7 +25,7 @@ from mailproc.due import Planned, key
 from mailproc.jobs import _mail
 from mailproc.models import Case, aware
 
-PAUSED = ("pending_input", "waiting", "pending_closure")  # waiting on the customer
+RUNNING = ("new", "assigned")  # waiting on us
 STOPPED = ("resolved", "closed")
 
 
@@ -38,10 +42,12 @@ def refresh(ctx: Context, case: Case, now: datetime) -> None:
     changes: dict[str, object] = {}
     entered = aware(case.tier_entered_at)
     paused_at, hours = aware(case.sla_paused_at), case.sla_paused_hours or 0.0
-    if case.status in PAUSED and paused_at is None:
+    # Resolved and Closed stop the clock, and count as a pause: a reopened case goes on
+    # from where it stood, not charged for the days it was resolved.
+    if case.status not in RUNNING and paused_at is None:
         paused_at = max(aware(case.status_changed_at), entered)
         changes["sla_paused_at"] = paused_at
-    elif case.status not in PAUSED and paused_at is not None:
+    elif case.status in RUNNING and paused_at is not None:
         hours += max(0.0, calendar.business_hours_between(max(paused_at, entered), aware(case.status_changed_at)))
         paused_at = None
         changes.update(sla_paused_at=None, sla_paused_hours=hours)
