@@ -203,3 +203,28 @@ def test_cases_opened_before_due_work_are_planned_once(make_config, db_url, dove
     assert (1, "remind") in kinds and (2, "still_looking") in kinds and not [k for k in kinds if k[0] == 3]
     assert timers.backfill(ctx, DUE) == 0
     assert sweep.sweep(ctx, DUE).done["remind"] == 1
+
+
+def test_a_hold_without_days_waits_for_an_agent_and_hold_again_moves_the_end(make_config, db_url, dovecot, imap_user):
+    from mailproc import commands
+    from mailproc.commands import Origin
+
+    ctx = _context(_config(make_config, db_url, dovecot, imap_user))
+    [number] = _pending_cases(ctx, 1)
+    case = Case.get_by_id(number)
+    with db.transaction():
+        cases.set_field(case, "status", "on_hold", actor="ana@agents.example", now=ASKED, command="status")
+        timers.replan(ctx, case, ASKED)
+    assert not [p for p in timers.plan(ctx, case) if p.kind == "move"]  # status=on_hold: no end given
+    with db.transaction():
+        commands.REGISTRY["hold"].run(ctx, case, "3d", actor="ana@agents.example", now=ASKED + timedelta(hours=1),
+                                      message=Origin(None))
+        timers.replan(ctx, case, ASKED + timedelta(hours=1))
+    [move] = [p for p in timers.plan(ctx, case) if p.kind == "move"]
+    assert move.due_at == ASKED + timedelta(days=3, hours=1)
+    with db.transaction():  # hold=5d on a held case: the end moves, the item with it
+        commands.REGISTRY["hold"].run(ctx, case, "5d", actor="ana@agents.example", now=ASKED + timedelta(hours=2),
+                                      message=Origin(None))
+        timers.replan(ctx, case, ASKED + timedelta(hours=2))
+    [row] = Due.select().where(Due.case == number, Due.kind == "move", Due.done_at.is_null())
+    assert row.due_at == (ASKED + timedelta(days=5, hours=2)).replace(tzinfo=None)

@@ -51,7 +51,9 @@ def plan(ctx: Context, case: Case) -> list[Planned]:
         return [Planned("remind", key("remind", case.id, entered), at)]
     if status == "on_hold" or timer.after is None:
         until = aware(case.hold_until) if status == "on_hold" else None
-        return [Planned("move", key("move", case.id, entered), until)] if until is not None else []
+        if until is None or until <= entered:  # `status=on_hold` without `hold=Nd`: held until moved
+            return []
+        return [Planned("move", key("move", case.id, entered), until)]
     base = reminded if timer.remind is not None and reminded is not None else entered
     return [Planned("move", key("move", case.id, entered), base + timer.after)]
 
