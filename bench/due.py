@@ -471,17 +471,6 @@ def measure(url: str, work: Path, n_cases: int, profile: bool) -> dict:
     return out
 
 
-def drop(pg, name: str) -> None:
-    import psycopg2
-    conn = psycopg2.connect(host="127.0.0.1", port=pg.port, user=pg.user, dbname="postgres")
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE "{name}"')
-    finally:
-        conn.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -513,7 +502,7 @@ def main() -> int:
                 if kind == "sqlite":
                     Path(url[len("sqlite:///"):]).unlink()
                 else:
-                    drop(pg, f"due{n}")
+                    pg.drop_database(f"due{n}")
     finally:
         if pg is not None:
             pg.stop()

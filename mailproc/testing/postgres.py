@@ -112,13 +112,20 @@ class Postgres:
 
     def create_database(self, name: str) -> str:
         """CREATE DATABASE name; return its URL."""
+        self._admin(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        self._admin(f'DROP DATABASE "{name}"')
+
+    def _admin(self, statement: str) -> None:
+        """A statement outside any transaction, in the maintenance database."""
         import psycopg2
 
         conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, dbname="postgres")
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}"')
+                cur.execute(statement)
         finally:
             conn.close()
-        return self.url(name)
