@@ -13,6 +13,7 @@ wall clock: `run --once --now …` and tests drive the same code.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -313,7 +314,9 @@ class Daemon:
         if self.poll_due(now) and not self.flags.stop:
             self.last_poll = now
             result.polled = True
-            result.intake = self._guarded("poll", lambda: intake(self.ctx, self.should_stop))
+            # intake reads its clock per message: one that stands at `now` when the poll starts
+            at_now = dataclasses.replace(self.ctx, clock=Clock(now))
+            result.intake = self._guarded("poll", lambda: intake(at_now, self.should_stop))
         if not self.flags.stop:
             result.swept = self._guarded("sweep", lambda: sweep.sweep(self.ctx, now, self.should_stop))
         if self.start_sender and not self.flags.stop:

@@ -48,7 +48,7 @@ def key(kind: str, case_id: int, *basis: object) -> str:
     return ":".join(parts)[:200]
 
 
-_ROWS_OF_CASE = 'SELECT "id", "key", "due_at", "done_at", "outcome" FROM "due" WHERE "case_id" = ?'
+_ROWS_OF_CASE = 'SELECT "id", "key", "due_at", "done_at", "outcome", "attempts" FROM "due" WHERE "case_id" = ?'
 _UPSERT = ('INSERT INTO "due" ("case_id", "kind", "key", "due_at", "attempts", "created_at") VALUES (?, ?, ?, ?, 0, ?)'
            ' ON CONFLICT ("key") DO UPDATE SET "due_at" = excluded."due_at", "done_at" = NULL, "outcome" = NULL'
            ' WHERE "due"."done_at" IS NULL OR "due"."outcome" IN (\'cancelled\', \'stale\')')
@@ -60,8 +60,9 @@ def sync(case_id: int, planned: Iterable[Planned], now: datetime) -> None:
     One read of the case's rows (done ones too: a planned key whose work is done is
     left alone without a statement), then a statement only for what changes."""
     wanted = {p.key: p for p in planned}
-    rows = {k: (row_id, at, done, outcome) for row_id, k, at, done, outcome in db.query_all(_ROWS_OF_CASE, [case_id])}
-    gone = [row_id for k, (row_id, _, done, _) in rows.items() if done is None and k not in wanted]
+    rows = {k: (row_id, at, done, outcome, tries)
+            for row_id, k, at, done, outcome, tries in db.query_all(_ROWS_OF_CASE, [case_id])}
+    gone = [row_id for k, (row_id, _, done, _, _) in rows.items() if done is None and k not in wanted]
     if gone:  # a statement written here, not built by peewee: sync runs after every change of a case
         marks = ", ".join("?" * len(gone))
         db.execute(f'UPDATE "due" SET "done_at" = ?, "outcome" = ? WHERE "id" IN ({marks}) AND "done_at" IS NULL',
@@ -69,12 +70,18 @@ def sync(case_id: int, planned: Iterable[Planned], now: datetime) -> None:
     for p in wanted.values():
         known = rows.get(p.key)
         if known is not None:
-            _, at, done, outcome = known
-            if done is None and _same(at, p.due_at):
-                continue  # pending, at the planned time
+            _, at, done, outcome, tries = known
+            if done is None and (_same(at, p.due_at) or (tries and _later(at, p.due_at))):
+                continue  # pending at the planned time, or waiting out the backoff of a failure
             if done is not None and outcome not in (CANCELLED, STALE):
                 continue  # done: stays done
         db.execute(_UPSERT, [case_id, p.kind, p.key, utc(p.due_at), utc(now)])
+
+
+def _later(stored: object, due_at: datetime) -> bool:
+    if isinstance(stored, str):
+        stored = datetime.fromisoformat(stored)
+    return isinstance(stored, datetime) and stored > utc(due_at)
 
 
 def _same(stored: object, due_at: datetime) -> bool:

@@ -32,6 +32,8 @@ def is_answer(work: Work, case: Case) -> bool:
     """Whether this mail (not an auto-reply or bounce) answers the case's satisfaction question."""
     if work.screen is not None or case.survey_sent_at is None:
         return False
+    if case.status != "closed" or case.closed_at is None or case.survey_sent_at < case.closed_at:
+        return False  # reopened since: a mail in the survey's thread is about the case again
     from mailproc.stages.thread import is_agent  # thread imports this module
     if is_agent(work.mail.from_addr):  # an agent's mail on the case is theirs to handle
         return False
@@ -71,7 +73,7 @@ def take(work: Work) -> None:
 def _tell(work: Work, case: Case, label: str, text: str) -> None:
     """Mail the assignee and the team lead (each once) that the customer is unhappy."""
     ctx = work.ctx
-    people = [p for p in [_mail.assignee(ctx, case), *_mail.leads(ctx, case)] if p is not None]
+    people = [p for p in [_mail.assignee(ctx, case), *_mail.leads(ctx, case, first="team")] if p is not None]
     seen: set[str] = set()
     for agent in people:
         if agent.name in seen:

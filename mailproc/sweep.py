@@ -85,6 +85,10 @@ def _batch(ctx: Context, now: datetime, size: int, careful: bool = False) -> _Ba
     failing item's work alone is taken back, and it is kept and retried later."""
     result = _Batch()
     with db.transaction():
+        # One writer of cases at a time, as intake's messages are (PostgreSQL's advisory
+        # lock; SQLite's write lock does it already): an item reads its case, and a mail
+        # committed in between must not be overwritten from a stale copy.
+        db.serialize_messages()
         items = due.take(now, size)
         result.items = len(items)
         for item in items:

@@ -65,6 +65,7 @@ def backfill(ctx: Context, now: datetime) -> int:
             batch = list(Case.select().where((Case.id > last) & (Case.status != "closed"))
                          .order_by(Case.id).limit(BACKFILL_BATCH))
             for case in batch:
+                oncall.adopt(case, now)
                 replan(ctx, case, now)
             count += len(batch)
             if len(batch) < BACKFILL_BATCH:

@@ -359,3 +359,27 @@ def test_pages_are_never_held_by_the_automatic_mail_limit(limited):
     suppressed = Event.select().where((Event.case == 1) & (Event.kind == "mail_suppressed")
                                       & Event.new.in_(["oncall_page", "wakeup_page"]))
     assert not suppressed.exists()
+
+
+def test_a_chain_ends_with_its_case_and_an_upgrade_pages_nobody_for_old_cases(ctx, db_url):
+    """A P1 resolved within the hour without [ack], reopened weeks later: no wake-up page for
+    an hour long past. An open P1 from before due work existed (an upgrade): no page."""
+    from mailproc import cases, timers
+    db.open_database(db_url)
+    with db.transaction():
+        p1 = cases.open_case({"contact": "c@shop.example", "priority": "P1", "status": "assigned"},
+                             decided={}, rules={}, actor="c@shop.example", now=T0)
+        cases.touch(p1, T0, paged_at=T0, page_level=job.PAGED)
+        cases.set_field(p1, "status", "resolved", actor="ana@agents.example", now=T0 + timedelta(minutes=20),
+                        command="resolve")
+        timers.replan(ctx, p1, T0 + timedelta(minutes=20))
+        later = T0 + timedelta(days=20)
+        cases.set_field(p1, "status", "assigned", actor="c@shop.example", now=later, rule="workflow:customer_reply")
+        timers.replan(ctx, p1, later)
+    assert [p for p in timers.plan(ctx, p1) if p.kind.startswith("oncall")] == []
+
+    old = Case.create(contact="o@shop.example", priority="P1", status="assigned", created_at=T0, updated_at=T0,
+                      status_changed_at=T0, tier_entered_at=T0)
+    assert job.plan(ctx, old)  # as it stands, it would page at once
+    timers.backfill(ctx, T0 + timedelta(days=30))
+    assert [p for p in timers.plan(ctx, Case.get_by_id(old.id)) if p.kind.startswith("oncall")] == []

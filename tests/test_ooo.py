@@ -165,6 +165,16 @@ def test_an_out_of_office_reply_postpones_the_reminder_to_the_return_day(make_co
 
     replied = asked + timedelta(minutes=10)
     back = (replied + timedelta(days=10)).strftime("%A, %B %-d")  # "Monday, December 7"
+    # Someone else's out-of-office on the case (a colleague on copy) says nothing of the customer.
+    _ingest(config, tmp_path, mail("Automatic reply: [Case #1] Cannot log in",
+                                   f"I am out of the office until {back}, with no access to email.",
+                                   sender="Colleague <boss@shop.example>", date=replied, message_id="ooo-cc",
+                                   headers={"Auto-Submitted": "auto-replied",
+                                            "In-Reply-To": "<customer-1@test.example>"}), replied)
+    db.open_database(db_url)
+    assert Event.get((Event.case == 1) & (Event.kind == "auto_reply")).actor == "boss@shop.example"  # on the case
+    assert Case.get_by_id(1).away_until is None
+    db.close()
     _ingest(config, tmp_path, mail("Automatic reply: [Case #1] Cannot log in",
                                    f"I am out of the office until {back}, with no access to email.",
                                    sender="Cus <cus@shop.example>", date=replied,
@@ -179,4 +189,4 @@ def test_an_out_of_office_reply_postpones_the_reminder_to_the_return_day(make_co
     away = Event.get((Event.case == 1) & (Event.kind == "away"))
     assert "2026-12-06" in away.detail
     since = Event.select().where((Event.case == 1) & (Event.at >= replied.replace(tzinfo=None)))
-    assert sorted(e.kind for e in since) == ["auto_reply", "away"]  # no field changed, nothing sent
+    assert sorted(e.kind for e in since) == ["auto_reply", "auto_reply", "away"]  # no field changed, nothing sent

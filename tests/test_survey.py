@@ -342,3 +342,14 @@ def test_a_plain_reply_to_a_closed_case_still_opens_a_linked_case(survey_desk):
     db.open_database(load(desk.config).database)
     assert Message.get(Message.message_id.startswith("again-1")).disposition == "new_case"
     assert CaseLink.get().kind == "reopened_from"
+
+
+def test_after_a_reopen_a_mail_in_the_surveys_thread_is_about_the_case_again(survey_desk):
+    desk = survey_desk
+    desk.asked()
+    case, _ = desk.answer("", subject="Re: [Case #1] Satisfaction: Unsatisfied")
+    desk.agent_mail("[reopen]", headers={"Authentication-Results": PASS})
+    assert Case.get_by_id(1).status != "closed"
+    case, message = desk.answer("Here is the screenshot you asked for.")  # same thread, marker in the subject
+    assert message.disposition == "follow_up" and message.case_id == 1
+    assert case.last_customer_at is not None and case.satisfaction == "unsatisfied"

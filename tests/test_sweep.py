@@ -19,7 +19,7 @@ from mailproc import cases, db, due, sweep, timers
 from mailproc.clock import Clock
 from mailproc.config import load
 from mailproc.daemon import Daemon, checked_context
-from mailproc.models import Case, Due, Event, Outbox
+from mailproc.models import Case, Due, Event, Message, Outbox
 
 from helpers import mail
 
@@ -64,6 +64,8 @@ def test_tick_polls_when_a_poll_is_due_and_sweeps_every_time(make_config, db_url
 
     first = daemon.tick(ASKED + timedelta(hours=1))
     assert first.polled and first.intake is not None and first.intake.counts.get("new_case") == 1
+    [message] = Message.select()  # intake ran on the tick's clock, not the wall clock
+    assert abs(message.processed_at - (ASKED + timedelta(hours=1)).replace(tzinfo=None)) < timedelta(minutes=1)
     assert first.swept is not None and first.swept.total == 0
     later = daemon.tick(ASKED + timedelta(hours=2))  # poll_interval is 2 h: no poll yet
     assert not later.polled and later.swept is not None
@@ -92,6 +94,9 @@ def test_a_failing_item_is_kept_retried_later_and_never_blocks_the_others(make_c
     failed = Due.get(Due.case == first, Due.kind == "remind")
     assert failed.done_at is None and failed.attempts == 1 and "on fire" in failed.last_error
     assert failed.due_at > DUE.replace(tzinfo=None)  # backed off
+    with db.transaction():  # a change of its case replans it: the backoff stands
+        timers.replan(ctx, Case.get_by_id(first), DUE)
+    assert Due.get_by_id(failed.id).due_at == failed.due_at
     assert Case.get_by_id(first).reminded_at is None  # its work was rolled back, the other's kept
     assert Case.get_by_id(second).reminded_at is not None
     assert sweep.sweep(ctx, DUE + timedelta(seconds=30)).total == 0  # not before its backoff
@@ -228,3 +233,18 @@ def test_a_hold_without_days_waits_for_an_agent_and_hold_again_moves_the_end(mak
         timers.replan(ctx, case, ASKED + timedelta(hours=2))
     [row] = Due.select().where(Due.case == number, Due.kind == "move", Due.done_at.is_null())
     assert row.due_at == (ASKED + timedelta(days=5, hours=2)).replace(tzinfo=None)
+
+
+def test_a_customer_away_since_the_reminder_is_not_resolved_for_it(make_config, db_url, dovecot, imap_user):
+    ctx = _context(_config(make_config, db_url, dovecot, imap_user))
+    [number] = _pending_cases(ctx, 1)
+    case = Case.get_by_id(number)
+    reminded, back = ASKED + timedelta(days=3), ASKED + timedelta(days=12)
+    with db.transaction():
+        cases.touch(case, reminded, reminded_at=reminded)
+    [move] = [p for p in timers.plan(ctx, case) if p.kind == "move"]
+    assert move.due_at == reminded + timedelta(days=3)
+    with db.transaction():
+        cases.touch(case, reminded, away_until=back)  # their out-of-office came after the reminder
+    [move] = [p for p in timers.plan(ctx, case) if p.kind == "move"]
+    assert move.due_at == back

@@ -298,3 +298,19 @@ def test_the_sla_clock_runs_only_while_the_case_waits_on_us(desk, capsys):
     running = desk.case(1)
     # paused from the mail's arrival to now: the full 8 business hours to red are still ahead
     assert running.sla_due is not None and running.sla_due > (HOLIDAY_EVE + timedelta(days=7)).replace(tzinfo=None)
+
+
+@pytest.mark.parametrize("text, reading", [
+    ("Thanks, it works now!", "fixed"), ("That fixed it, you can close the case", "fixed"),
+    ("Obrigado, já funciona", "fixed"), ("Funcionou, obrigado!", "fixed"), ("Resolvido, obrigado", "fixed"),
+    ("It is still broken", "broken"), ("It didn't work", "broken"), ("I don't think it is fixed", "broken"),
+    ("Isn't working yet", "broken"), ("Ainda não funciona", "broken"), ("não funcionou", "broken"),
+    ("Has it been fixed yet?", None), ("Is it working now?", None), ("Funciona?", None),
+    ("What does this mean?", None), ("Can you tell me if this is resolved?", None)])
+def test_a_reply_to_a_pending_closure_case_is_read_on_the_safe_side(text, reading):
+    """Closing on a reply that did not say it is fixed costs a customer; reopening on one that
+    did costs an agent a look: a question or a negation never closes."""
+    from mailproc.rules import load_rules
+    workflow = load_rules().workflow
+    assert workflow.confirmation.reading(text) == reading
+    assert workflow.reply_status("pending_closure", text)[0] == ("closed" if reading == "fixed" else "assigned")

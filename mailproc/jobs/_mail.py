@@ -110,18 +110,18 @@ def assignee(ctx: Context, case: Case) -> Agent | None:
     return agent_of(ctx, case)
 
 
-def leads(ctx: Context, case: Case) -> list[Agent]:
-    """Who leads the case's tier: leads of that tier; else the lead of the case's team;
-    else every lead of the roster."""
+def leads(ctx: Context, case: Case, first: str = "tier") -> list[Agent]:
+    """Who leads the case: for `first="tier"` (an SLA turning red: the tier's lead), the
+    leads of the case's tier, else the lead of its team; for `first="team"` (an unhappy
+    customer: the team lead), the other way round; else every lead of the roster."""
     from mailproc.context import roster_of
     roster = roster_of(ctx)
     all_leads = [a for a in roster.agents if "lead" in a.config.roles]
     of_tier = [a for a in all_leads if a.config.tier and a.config.tier == case.tier]
-    if of_tier:
-        return of_tier
     team = next((t for t in roster.teams if t.name == case.team), None)
-    if team is not None and team.lead:
-        lead = roster.agent(team.lead)
-        if lead is not None:
-            return [lead]
+    team_lead = roster.agent(team.lead) if team is not None and team.lead else None
+    of_team = [team_lead] if team_lead is not None else []
+    for found in ((of_tier, of_team) if first == "tier" else (of_team, of_tier)):
+        if found:
+            return found
     return all_leads

@@ -35,7 +35,6 @@ NOT_OPEN = ("resolved", "pending_closure", "closed")
 PAGED, WOKEN, NEXT = 1, 2, 3  # page_level
 
 
-
 def basis(case: Case) -> datetime | None:
     """Since when the case calls for on-call (None: it does not)."""
     if case.status in NOT_OPEN:
@@ -45,6 +44,22 @@ def basis(case: Case) -> datetime | None:
     if case.priority == "P1":
         return aware(case.created_at)
     return None
+
+
+def refresh(ctx: Context, case: Case, now: datetime) -> None:
+    """A case that is resolved or closed while its chain of pages runs ends the chain:
+    reopened later, it must not send a wake-up page for an hour long past."""
+    if case.status in NOT_OPEN and case.paged_at is not None and case.page_level < NEXT:
+        cases.touch(case, now, page_level=NEXT)
+
+
+def adopt(case: Case, now: datetime) -> None:
+    """A case opened before due work existed (`timers.backfill`): the page it called for
+    is long past, so it counts as paged and its chain as ended — an upgrade wakes nobody
+    for old cases. A later escalation to on-call pages as usual."""
+    since = basis(case)
+    if since is not None and case.paged_at is None:
+        cases.touch(case, now, paged_at=since, page_level=NEXT)
 
 
 def plan(ctx: Context, case: Case) -> list[Planned]:

@@ -55,7 +55,9 @@ def plan(ctx: Context, case: Case) -> list[Planned]:
             return []
         return [Planned("move", key("move", case.id, entered), until)]
     base = reminded if timer.remind is not None and reminded is not None else entered
-    return [Planned("move", key("move", case.id, entered), base + timer.after)]
+    # A customer away since the reminder is not resolved for their silence while away.
+    at = later(base + timer.after, aware(case.away_until)) if timer.remind is not None else base + timer.after
+    return [Planned("move", key("move", case.id, entered), at)]
 
 
 def _remind(ctx: Context, case: Case, now: datetime) -> None:

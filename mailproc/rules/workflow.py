@@ -54,9 +54,11 @@ class Confirmation:
     closes_to: str
 
     def reading(self, text: str) -> str | None:
-        """'fixed', 'broken' or None (neither said)."""
+        """'fixed', 'broken' or None (neither said, or a question asked: "Is it fixed?")."""
         if any(p.search(text) for p in self.broken):
             return "broken"
+        if "?" in text:
+            return None
         if any(p.search(text) for p in self.fixed):
             return "fixed"
         return None

@@ -109,8 +109,11 @@ def _auto_reply(work: Work) -> None:
     if case is None:
         return
     _record(work, case, "auto_reply", detail=work.mail.subject[:500])
-    # An out-of-office reply that says when its sender is back: customer reminders wait
-    # for that day (the timers read away_until); status and owner stay as they are.
+    # An out-of-office reply of the case's customer that says when they are back: their
+    # reminders wait for that day (the timers read away_until); status and owner stay as
+    # they are. Someone else's (an agent's, a colleague on copy) says nothing of the customer.
+    if outbox.bare_address(work.mail.from_addr).lower() != outbox.bare_address(case.contact).lower():
+        return
     tz = work.ctx.config.timezone
     back = ooo.return_date(replytext.extract(work.mail).text, work.mail.subject, _arrived(work), tz)
     if back is not None and back > work.now and back != aware(case.away_until):
