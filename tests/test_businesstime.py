@@ -151,3 +151,13 @@ def test_tier_colours_follow_spec_table():
     assert sla.colour("T4", entered, at(2026, 5, 13, 10)) == "yellow"
     assert sla.colour("T4", entered, at(2026, 5, 14, 10)) == "red"     # 25 > 3 business days
     assert sla.colour("oncall", entered, at(2026, 6, 1)) is None
+
+
+def test_tier_limits_must_be_business_time(tmp_path):
+    """SPEC §7 counts tier SLAs in business time, and the clock's pauses are counted so:
+    a clock-time limit would mix the two."""
+    from mailproc.errors import ConfigError
+    path = tmp_path / "sla.toml"
+    path.write_text((RULES / "sla.toml").read_text().replace('T2 = { green = "1 business day"', 'T2 = { green = "8h"'))
+    with pytest.raises(ConfigError, match=r"\[tiers.T2\] green: tier SLAs count business time, not '8h'"):
+        load_sla(path, None)

@@ -76,6 +76,10 @@ def load_sla(path: Path, timezone: tzinfo | None = None) -> Sla:
             limits = tier_table.table(name)
             limits.check_keys(("green", "yellow"), required=("green", "yellow"))
             green, yellow = _target(limits, "green"), _target(limits, "yellow")
+            for key, target in (("green", green), ("yellow", yellow)):
+                if not target.business:  # SPEC §7; the clock's pauses are counted in business time too
+                    raise limits.error(key, f"tier SLAs count business time, not {target.text!r}: write e.g. "
+                                            "\"2 business hours\" or \"1 business day\"")
             if calendar.target_hours(green) > calendar.target_hours(yellow):
                 raise limits.error("yellow", "the yellow limit must not be shorter than the green one")
             tiers[name] = TierLimits(green, yellow)
