@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import mailproc.config
@@ -220,9 +220,18 @@ def test_links_in_sender_text_are_broken_so_clients_do_not_link_them():
         assert compose.greeting_name(not_a_name) == ""
 
 
+_WORD = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7e), min_size=1, max_size=12)
+
+
 @settings(max_examples=2000, deadline=None)
 @given(name=st.sampled_from(["Subject", "From", "To", "Message-ID", "References", "X-Loop", "Content-Type"]),
-       value=st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x17f), max_size=120))
+       value=st.one_of(
+           st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x17f), max_size=120),
+           st.lists(_WORD, max_size=15).map(" ".join),  # plain words: the fast path, short and long
+           st.lists(_WORD, max_size=8).map("  ".join),  # double spaces: not for the fast path
+       ))
+@example(name="Subject", value="word " * 14 + "wor")  # 78 characters with the name: the limit
+@example(name="Subject", value="word " * 14 + "word")  # 79: folded by the package
 def test_the_fast_header_writer_writes_what_the_email_package_would(name, value):
     """compose writes short plain ASCII headers itself (the email package's folding was most
     of the cost of a mail); for every value, the bytes must be the package's own."""

@@ -4,6 +4,9 @@ the whole round end to end through Dovecot and aiosmtpd."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+
 from datetime import timedelta
 from urllib.parse import unquote
 
@@ -194,9 +197,12 @@ def test_the_question_has_one_mailto_link_per_answer(ctx):
     _close(ctx, case, T0)
     sweep.sweep(ctx, T0 + timedelta(minutes=1))
     row = Outbox.get(Outbox.kind == "satisfaction")
-    raw = bytes(row.raw).decode("utf-8", "replace")
-    assert "[Case #1] Satisfaction:" in raw
+    sent = email.message_from_bytes(bytes(row.raw), policy=email.policy.default)
+    assert "[Case #1] Satisfaction:" in sent["Subject"]
+    text, html = (sent.get_body((kind,)).get_content() for kind in ("plain", "html"))
     links = survey.answer_links(ctx, case, "support@example.com")
+    for link in links:  # each answer's link is in both parts of the mail as sent
+        assert link["mailto"] in text and f'href="{link["mailto"]}"' in html
     assert [unquote(link["mailto"].partition("subject=")[2]) for link in links] == [
         f"Re: [Case #{case.id}] Satisfaction: {label}"
         for label in ("Extremely Satisfied", "Satisfied", "Unsatisfied", "Extremely Unsatisfied")]
@@ -285,6 +291,8 @@ def test_google_apps_customers_get_the_marketplace_request(survey_desk):
 def test_an_unhappy_answer_by_link_tells_the_assignee_and_brings_no_testimonial(survey_desk):
     desk = survey_desk
     _, closed = desk.asked()
+    # marked as a possible testimonial: only the unhappy answer keeps the request back
+    Case.update(possible_testimonial=True).where(Case.id == 1).execute()
     case, message = desk.answer("", subject="Re: [Case #1] Satisfaction: Extremely Unsatisfied")
     assert (case.satisfaction, message.disposition) == ("extremely_unsatisfied", "satisfaction")
     assert Case.select().count() == 1

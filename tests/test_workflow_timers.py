@@ -130,7 +130,11 @@ def test_pending_input_reminds_then_resolves_then_closes_day_by_day(desk):
     assert desk.case(1).status == "closed"
     [closure] = desk.mails("closure", 1)
     assert "is now closed" in _body(desk.delivered(closure))
-    assert len(desk.mails("reminder")) == 1  # every mail once, whatever ran in between
+    # The clock set back a day and forward again: the closure (still planned: the case stays
+    # closed) is done, and stays done.
+    desk.at(MONDAY + timedelta(days=12))
+    desk.at(MONDAY + timedelta(days=14))
+    assert len(desk.mails("closure", 1)) == 1 and len(desk.mails("reminder")) == 1
     rules = [e.rule for e in Event.select().where(Event.case == 1, Event.field == "status").order_by(Event.id)]
     assert rules[-3:] == ["workflow:timers.pending_input", "workflow:resolved", "workflow:timers.pending_closure"]
 
@@ -296,8 +300,9 @@ def test_the_sla_clock_runs_only_while_the_case_waits_on_us(desk, capsys):
 
     desk.agent(HOLIDAY_EVE + timedelta(days=7), 1, "[status=assigned]")
     running = desk.case(1)
-    # paused from the mail's arrival to now: the full 8 business hours to red are still ahead
-    assert running.sla_due is not None and running.sla_due > (HOLIDAY_EVE + timedelta(days=7)).replace(tzinfo=None)
+    # paused from the mail's arrival: the full 8 business hours to red start on Tuesday 16 June
+    # at 16:00 in Lisbon (1 h that day, 7 h on Wednesday): red on Wednesday at 16:00 (15:00 UTC)
+    assert abs(running.sla_due - datetime(2026, 6, 17, 15, 0)) < timedelta(minutes=1)
 
 
 @pytest.mark.parametrize("text, reading", [
@@ -314,3 +319,21 @@ def test_a_reply_to_a_pending_closure_case_is_read_on_the_safe_side(text, readin
     workflow = load_rules().workflow
     assert workflow.confirmation.reading(text) == reading
     assert workflow.reply_status("pending_closure", text)[0] == ("closed" if reading == "fixed" else "assigned")
+
+
+def test_a_red_sla_goes_to_the_tiers_lead_and_an_unhappy_customer_to_the_teams(make_config):
+    from mailproc.clock import Clock
+    from mailproc.context import load_context
+    from mailproc.jobs import _mail
+    from mailproc.models import Case
+    config = make_config(agents={"lea": dict(address="lea@agents.example", teams="Support Team", roles="lead",
+                                             tier="T1"),
+                                 "tom": dict(address="tom@agents.example", teams="Support Team", roles="lead"),
+                                 "ana": dict(address=ANA, teams="Support Team", tier="T1")},
+                         teams={"Support Team": dict(lead="tom")})
+    ctx = load_context(load(config), Clock())
+    case = Case(id=1, tier="T1", team="Support Team")
+    assert [a.name for a in _mail.leads(ctx, case)] == ["lea"]
+    assert [a.name for a in _mail.leads(ctx, case, first="team")] == ["tom"]
+    other = Case(id=2, tier="T3", team="Dev Team")  # no lead of its own: every lead
+    assert sorted(a.name for a in _mail.leads(ctx, other)) == ["lea", "tom"]
