@@ -16,7 +16,7 @@ the assignee; into red, the tier's lead.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from mailproc import cases
 from mailproc.businesstime import Target
@@ -30,11 +30,10 @@ STOPPED = ("resolved", "closed")
 
 
 def _add(ctx: Context, target: Target, start: datetime, paused_hours: float) -> datetime:
+    """When `target` (business time: `load_sla` refuses others) runs out for a clock that
+    started at `start` and stood still for `paused_hours` business hours."""
     calendar = ctx.rules.sla.calendar
-    hours = calendar.target_hours(target) + paused_hours
-    if target.business:
-        return calendar.add_business_hours(start, hours)
-    return start + timedelta(hours=hours)
+    return calendar.add_business_hours(start, calendar.target_hours(target) + paused_hours)
 
 
 def refresh(ctx: Context, case: Case, now: datetime) -> None:
@@ -66,19 +65,15 @@ def refresh(ctx: Context, case: Case, now: datetime) -> None:
 def state(ctx: Context, case: Case, now: datetime) -> tuple[str | None, datetime | None]:
     """(green / yellow / red, or None: no limits for the tier, or resolved/closed; and when
     it turns red, None while the clock is paused)."""
-    limits = ctx.rules.sla.tiers.get(case.tier)
-    if limits is None or case.status in STOPPED:
+    sla = ctx.rules.sla
+    if case.tier not in sla.tiers or case.status in STOPPED:
         return None, None
     due = aware(case.sla_due)
     if due is not None and case.sla_warn_at is not None:
         return ("green" if now < aware(case.sla_warn_at) else "yellow" if now < due else "red"), due
-    calendar = ctx.rules.sla.calendar
-    entered = aware(case.tier_entered_at)
-    until = aware(case.sla_paused_at) or now
-    elapsed = calendar.business_hours_between(entered, until) - (case.sla_paused_hours or 0.0)
-    if elapsed < calendar.target_hours(limits.green):
-        return "green", None
-    return ("yellow" if elapsed < calendar.target_hours(limits.yellow) else "red"), None
+    until = aware(case.sla_paused_at) or now  # paused: the colour it stopped at
+    elapsed = sla.calendar.business_hours_between(aware(case.tier_entered_at), until) - (case.sla_paused_hours or 0.0)
+    return sla.colour_after(case.tier, elapsed), None
 
 
 def plan(ctx: Context, case: Case) -> list[Planned]:

@@ -43,15 +43,17 @@ class Sla:
 
     def colour(self, tier: str, entered: datetime, now: datetime) -> str | None:
         """green / yellow / red for a case that entered `tier` at `entered`; None if no limits."""
+        return self.colour_after(tier, self.calendar.business_hours_between(entered, now))
+
+    def colour_after(self, tier: str, hours: float) -> str | None:
+        """green / yellow / red after `hours` business hours in `tier` (limits are business
+        time: `load_sla` refuses others); None if the tier has no limits."""
         limits = self.tiers.get(tier)
         if limits is None:
             return None
-        cal = self.calendar
-        if cal.elapsed_hours(limits.green, entered, now) < cal.target_hours(limits.green):
+        if hours < self.calendar.target_hours(limits.green):
             return "green"
-        if cal.elapsed_hours(limits.yellow, entered, now) < cal.target_hours(limits.yellow):
-            return "yellow"
-        return "red"
+        return "yellow" if hours < self.calendar.target_hours(limits.yellow) else "red"
 
 
 SLA_KEYS = ("calendar", "response", "tiers")
