@@ -24,7 +24,7 @@ from mailproc.errors import ConfigError
 
 # Every rule file mailproc reads, in the order the pipeline uses them.
 RULE_FILES = ("screening.toml", "classification.toml", "priority.toml", "routing.toml", "workflow.toml",
-              "sla.toml", "survey.toml")
+              "sla.toml", "survey.toml", "help.toml")
 # What makes a file part of each set; anything else in a directory (README.md, an editor's backup) is ignored.
 PATTERNS = {"rules": "*.toml", "templates": "*.j2"}
 

@@ -22,6 +22,7 @@ from mailproc.rules.reader import TomlLines, TomlTable, check_names, compile_pat
 from mailproc.rules.routing import Routing, load_routing
 from mailproc.rules.screening import ScreeningRules, load_screening
 from mailproc.rules.sla import Sla, load_sla
+from mailproc.rules.help import HelpArticles, load_help
 from mailproc.rules.survey import Survey, load_survey
 from mailproc.rules.workflow import Workflow, load_workflow
 
@@ -39,6 +40,7 @@ class Rules:
     workflow: Workflow
     sla: Sla
     survey: Survey
+    help: HelpArticles
 
 
 def load_rules(directory: Path | None = None, timezone: tzinfo | None = None) -> Rules:
@@ -52,4 +54,5 @@ def load_rules(directory: Path | None = None, timezone: tzinfo | None = None) ->
         workflow=load_workflow(files["workflow.toml"]),
         sla=load_sla(files["sla.toml"], timezone),
         survey=load_survey(files["survey.toml"]),
+        help=load_help(files["help.toml"]),
     )

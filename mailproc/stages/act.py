@@ -269,6 +269,7 @@ def _acknowledge(work: Work, case: Case) -> None:
         expected_response=target.phrase, expected_by=expected_by.astimezone(ctx.config.timezone),
         type_label=TYPE_LABELS[case.type], priority_label=PRIORITY_LABELS[case.priority],
         escalated=escalated(case), is_bug=case.type == "bug", mailbox_address=box.address,
+        help_articles=ctx.rules.help.suggest(mail.subject, mail.text),
         original_subject=compose.unlinked(compose.printable_line(mail.subject, compose.MAX_SUBJECT_TEXT)))
     outbox.render_and_queue(ctx, kind="acknowledgement", case=case, to=case.contact, mail_from=box.address,
                             context=context, in_reply_to=mail.message_id,
