@@ -260,13 +260,19 @@ def contact_undeliverable(address: str, reason: str, now: datetime) -> None:
 MAX_MERGE_HOPS = 10  # a chain of merges is followed this far, no further
 
 
+def merged_to(case_id: int) -> int | None:
+    """The case `case_id` was merged into (directly), or None: it goes on itself."""
+    found = db.query_one("SELECT other_id FROM case_link WHERE case_id = ? AND kind = 'merged_into'", [case_id])
+    return None if found is None else found[0]
+
+
 def survivor(case_id: int) -> int:
     """The case that goes on for `case_id`: follows `merged_into` links (bounded)."""
     for _ in range(MAX_MERGE_HOPS):
-        found = db.query_one("SELECT other_id FROM case_link WHERE case_id = ? AND kind = 'merged_into'", [case_id])
-        if found is None:
+        other = merged_to(case_id)
+        if other is None:
             return case_id
-        case_id = found[0]
+        case_id = other
     return case_id
 
 

@@ -34,6 +34,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr, getaddresses
 from secrets import token_hex
+from typing import TypeVar
 
 LOOP_HEADER = "X-Mailproc-Loop"
 MAX_REFERENCES = 20  # keep the first (thread root) and the most recent ones
@@ -225,3 +226,14 @@ _WIRE = _WirePolicy(linesep="\r\n")
 def as_bytes(msg: Message) -> bytes:
     """The message as it goes on the wire (CRLF line ends), as stored in the outbox."""
     return msg.as_bytes(policy=_WIRE)
+
+
+T = TypeVar("T")
+
+
+def shown_case(case: T) -> T:
+    """A copy of a case (a models.Case) for templates, with the sender's words in it
+    (summary, name) unable to become links in the mail we send; the stored case keeps
+    them readable (one printable line, not defanged) for the support team."""
+    return type(case)(**{**case.__data__, "summary": unlinked(case.summary),  # type: ignore[attr-defined]
+                         "contact_name": greeting_name(case.contact_name)})  # type: ignore[attr-defined]

@@ -126,9 +126,7 @@ def run_once(ctx: Context, stop=lambda: False) -> Round:
     that could not be used is in `problems`."""
     sender = SenderProcess(ctx.config, ctx.clock)
     try:
-        planned = timers.backfill(ctx, ctx.clock.now())
-        if planned:
-            log.info("planned the due work of %d case(s) opened before this version", planned)
+        timers.backfill(ctx, ctx.clock.now())
         result = intake(ctx, stop, on_mail=sender.ensure_started, wait_for_lease=RUN_ONCE_LEASE_WAIT)
         if not stop():
             swept = sweep.sweep(ctx, ctx.clock.now(), stop)
@@ -358,9 +356,7 @@ class Daemon:
         self._install_signals()
         if self.start_sender:
             self.keep_sender()
-        planned = timers.backfill(self.ctx, self.ctx.clock.now())
-        if planned:
-            log.info("planned the due work of %d case(s) opened before this version", planned)
+        timers.backfill(self.ctx, self.ctx.clock.now())
         notify("READY=1")
         log.info("started: %d mailbox(es), polling every %s", len(self.ctx.config.mailboxes),
                  self.ctx.config.poll_interval)

@@ -71,23 +71,17 @@ def sync(case_id: int, planned: Iterable[Planned], now: datetime) -> None:
         known = rows.get(p.key)
         if known is not None:
             _, at, done, outcome, tries = known
-            if done is None and (_same(at, p.due_at) or (tries and _later(at, p.due_at))):
+            stored, planned_at = _stored(at), utc(p.due_at)
+            if done is None and (stored == planned_at or (tries and stored is not None and stored > planned_at)):
                 continue  # pending at the planned time, or waiting out the backoff of a failure
             if done is not None and outcome not in (CANCELLED, STALE):
                 continue  # done: stays done
         db.execute(_UPSERT, [case_id, p.kind, p.key, utc(p.due_at), utc(now)])
 
 
-def _later(stored: object, due_at: datetime) -> bool:
-    if isinstance(stored, str):
-        stored = datetime.fromisoformat(stored)
-    return isinstance(stored, datetime) and stored > utc(due_at)
-
-
-def _same(stored: object, due_at: datetime) -> bool:
-    if isinstance(stored, str):  # SQLite hands back text from a raw query
-        stored = datetime.fromisoformat(stored)
-    return stored == utc(due_at)
+def _stored(value: object) -> datetime | None:
+    """A time as a raw query returns it: SQLite hands back text."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[return-value]
 
 
 def take(now: datetime, limit: int) -> list[Due]:

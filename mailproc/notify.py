@@ -27,7 +27,6 @@ Nothing is sent when the roster has no agents or there is no secret
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import datetime
 
 from mailproc import cases, compose, outbox, tokens
@@ -94,9 +93,7 @@ def notify(ctx: Context, *, case: Case, agent: Agent, event: str, mail: ParsedMa
     if not keys:
         return None
     try:
-        token = tokens.make(case.id, agent.name, now, keys[0])
-        reply_to = tokens.reply_address(token, box.address)
-        message_id = tokens.message_id(token, box.address.rpartition("@")[2], secrets.token_hex(8))
+        reply_to, message_id = tokens.headers(case.id, agent.name, now, keys[0], box.address)
     except ValueError as exc:  # a case number or mailbox address a token cannot carry
         cases.record(case, "mail_suppressed", now=now, new=KIND, detail=f"to {agent.name}: {exc}")
         log.warning("no notification for case %s to %s: %s", case.id, agent.name, exc)

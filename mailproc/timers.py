@@ -16,6 +16,7 @@ item, so a stale item (the case moved on) does nothing.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from types import ModuleType
 from typing import Callable
@@ -24,6 +25,8 @@ from mailproc import due
 from mailproc.context import Context
 from mailproc.jobs import holds, oncall, sla, statuses, still_looking, survey
 from mailproc.models import Case
+
+log = logging.getLogger(__name__)
 
 MODULES: tuple[ModuleType, ...] = (statuses, still_looking, holds, sla, survey, oncall)
 
@@ -69,5 +72,7 @@ def backfill(ctx: Context, now: datetime) -> int:
                 replan(ctx, case, now)
             count += len(batch)
             if len(batch) < BACKFILL_BATCH:
+                if count:
+                    log.info("planned the due work of %d case(s) opened before this version", count)
                 return count
             last = batch[-1].id

@@ -36,6 +36,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import secrets
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -201,3 +202,12 @@ def _decode(token: str) -> bytes | None:
     if _encode(raw) != token:
         return None
     return raw
+
+
+def headers(case: int, agent: str, now: datetime, secret: bytes, mailbox: str) -> tuple[str, str]:
+    """(Reply-To, Message-ID) of a mail to `agent` about `case` from `mailbox`, both
+    carrying a fresh token, so the agent's reply proves itself and threads back.
+    ValueError when the case number or the mailbox address cannot carry one."""
+    token = make(case, agent, now, secret)
+    return (reply_address(token, mailbox),
+            message_id(token, mailbox.rpartition("@")[2], secrets.token_hex(8)))

@@ -11,7 +11,6 @@ recipient's time zone: the agent's own, else the installation's.
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from typing import Any
 
@@ -32,17 +31,17 @@ def mailbox_of(ctx: Context, case: Case) -> MailboxConfig | None:
     return next((b for b in boxes if b.name == case.mailbox), None) or (boxes[0] if boxes else None)
 
 
-def case_context(ctx: Context, case: Case, tz: Any) -> dict[str, Any]:
-    """What every timer mail about a case may show."""
+def case_context(ctx: Context, case: Case, box: MailboxConfig, tz: Any, now: datetime) -> dict[str, Any]:
+    """What every timer mail about a case may show; times in the recipient's zone `tz`."""
     return dict(
-        case=Case(**{**case.__data__, "summary": compose.unlinked(case.summary),
-                     "contact_name": compose.greeting_name(case.contact_name)}),
+        case=compose.shown_case(case),
         token=ctx.config.case_token.format(number=case.id),
         summary=compose.unlinked(case.summary or "(no subject)"),
         contact=case.contact, contact_name=compose.greeting_name(case.contact_name or ""),
         type_label=TYPE_LABELS.get(case.type, case.type),
         priority_label=PRIORITY_LABELS.get(case.priority, case.priority),
-        status_label=ctx.rules.workflow.label(case.status), tz=tz)
+        status_label=ctx.rules.workflow.label(case.status), tz=tz,
+        mailbox_address=box.address, now=now.astimezone(tz))
 
 
 def _suppressed(case: Case, kind: str, now: datetime, why: str) -> None:
@@ -57,7 +56,7 @@ def to_customer(ctx: Context, case: Case, kind: str, now: datetime, **extra: Any
         return None
     tz = ctx.config.timezone
     last = query_one(_LAST_MESSAGE_SQL, [case.id])
-    context = {**case_context(ctx, case, tz), "mailbox_address": box.address, "now": now.astimezone(tz), **extra}
+    context = {**case_context(ctx, case, box, tz, now), **extra}
     return outbox.render_and_queue(ctx, kind=kind, case=case, to=case.contact, mail_from=box.address,
                                    context=context, in_reply_to=last[0] if last else None,
                                    references=[last[0]] if last else [], now=now, reply=False)
@@ -74,14 +73,12 @@ def to_agent(ctx: Context, case: Case, agent: Agent, kind: str, now: datetime, *
                                                               if box is None else "no secret for reply tokens"))
         return None
     try:
-        token = tokens.make(case.id, agent.name, now, keys[0])
-        reply_to = tokens.reply_address(token, box.address)
-        message_id = tokens.message_id(token, box.address.rpartition("@")[2], secrets.token_hex(8))
+        reply_to, message_id = tokens.headers(case.id, agent.name, now, keys[0], box.address)
     except ValueError as exc:
         _suppressed(case, kind, now, f"to {agent.name}: {exc}")
         return None
     tz = agent.config.timezone
-    context = {**case_context(ctx, case, tz), "mailbox_address": box.address, "now": now.astimezone(tz),
+    context = {**case_context(ctx, case, box, tz, now),
                "agent_name": compose.printable_line(agent.config.display_name or agent.name, compose.MAX_NAME),
                **extra}
     return outbox.render_and_queue(ctx, kind=kind, case=case, to=agent.address, mail_from=box.address,
@@ -98,7 +95,7 @@ def to_address(ctx: Context, case: Case, address: str, kind: str, now: datetime,
         _suppressed(case, kind, now, "no mailbox is configured to send from")
         return None
     tz = ctx.config.timezone
-    context = {**case_context(ctx, case, tz), "mailbox_address": box.address, "now": now.astimezone(tz), **extra}
+    context = {**case_context(ctx, case, box, tz, now), **extra}
     return outbox.render_and_queue(ctx, kind=kind, case=case, to=address, mail_from=box.address, context=context,
                                    in_reply_to=None, references=[], now=now, automatic=False, reply=False,
                                    auto_submitted="auto-generated")

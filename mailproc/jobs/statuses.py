@@ -20,12 +20,10 @@ from datetime import datetime
 
 from mailproc import cases
 from mailproc.context import Context
-from mailproc.db import query_one
 from mailproc.due import Planned, key
 from mailproc.jobs import _mail
 from mailproc.models import Case, aware
 
-_MERGED_SQL = "SELECT 1 FROM case_link WHERE case_id = ? AND kind = 'merged_into' LIMIT 1"
 
 
 def later(at: datetime, away: datetime | None) -> datetime:
@@ -39,7 +37,7 @@ def plan(ctx: Context, case: Case) -> list[Planned]:
     if status == "resolved":
         return [Planned("resolution", key("resolution", case.id, entered), entered)]
     if status == "closed":
-        if case.closed_at is None or query_one(_MERGED_SQL, [case.id]):
+        if case.closed_at is None or cases.merged_to(case.id) is not None:
             return []
         return [Planned("closure", key("closure", case.id, entered), entered)]
     timer = ctx.rules.workflow.timer(status)

@@ -31,7 +31,6 @@ from mailproc.jobs.statuses import later
 from mailproc.models import Case, aware, utc
 from mailproc.outbox import bare_address
 
-_MERGED_SQL = "SELECT 1 FROM case_link WHERE case_id = ? AND kind = 'merged_into' LIMIT 1"
 _CUSTOMER_SQL = "SELECT internal, partner, google_apps FROM customer WHERE id = ?"
 _ASKED_SQL = ("SELECT created_at FROM outbox WHERE to_addr = ? AND created_at > ? AND kind = 'satisfaction'"
               " ORDER BY created_at DESC LIMIT 1")
@@ -55,7 +54,7 @@ def plan(ctx: Context, case: Case) -> list[Planned]:
     if not (wants_survey or wants_testimonial):
         return []
     internal, partner, _ = _customer(case)
-    if internal or partner or db.query_one(_MERGED_SQL, [case.id]):
+    if internal or partner or cases.merged_to(case.id) is not None:
         return []
     items = []
     if wants_survey:

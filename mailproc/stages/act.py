@@ -265,7 +265,7 @@ def _acknowledge(work: Work, case: Case) -> None:
     expected_by = sla.expected_response(case.priority, _arrived(work))
     token = ctx.config.case_token.format(number=case.id)
     context = dict(
-        case=_as_shown(case), token=token, contact_name=compose.greeting_name(case.contact_name),
+        case=compose.shown_case(case), token=token, contact_name=compose.greeting_name(case.contact_name),
         expected_response=target.phrase, expected_by=expected_by.astimezone(ctx.config.timezone),
         type_label=TYPE_LABELS[case.type], priority_label=PRIORITY_LABELS[case.priority],
         escalated=escalated(case), is_bug=case.type == "bug", mailbox_address=box.address,
@@ -284,14 +284,6 @@ def _dmarc_failure(work: Work) -> str | None:
     if not authserv_id or ("dmarc", "fail") not in authentication_results(work.mail, authserv_id):
         return None
     return f"sender failed DMARC at {authserv_id} (Authentication-Results): the From address may be forged"
-
-
-def _as_shown(case: Case) -> Case:
-    """A copy of the case for templates, with the sender's words in it (summary, name)
-    unable to become links in the mail we send; the stored case keeps them readable
-    (one printable line, not defanged) for the support team."""
-    return Case(**{**case.__data__, "summary": compose.unlinked(case.summary),
-                   "contact_name": compose.greeting_name(case.contact_name)})
 
 
 def escalated(case: Case) -> bool:
