@@ -32,6 +32,7 @@ import logging
 import os
 import signal
 import sys
+from datetime import date
 from pathlib import Path
 
 from mailproc import __version__, db, logs, pipeline, sources
@@ -92,7 +93,27 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--json", action="store_true")
     st = sub.add_parser("status", help="mailboxes' last polls, outbox, failed messages, due work, red SLAs, holds")
     st.add_argument("--json", action="store_true")
+    from mailproc.reports import FORMATS, REPORTS
+    rp = sub.add_parser("report", help="print (or mail) a report: the digests, a check-in list, hours, outcomes, "
+                                       "known-issue clusters")
+    rp.add_argument("kind", choices=tuple(REPORTS))
+    rp.add_argument("--for", dest="day", type=_day_arg, metavar="DATE",
+                    help="the day reported (YYYY-MM-DD; YYYY-MM for hours); default: the one its latest slot covers")
+    rp.add_argument("--agent", metavar="NAME", help="checkin: the agent whose list it is")
+    rp.add_argument("--format", choices=FORMATS, default="text")
+    rp.add_argument("--to", metavar="ADDR", action="append",
+                    help="mail it to ADDR (repeatable) instead of printing it; the daemon's sender sends it")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="print the mails it would queue (to --to, else to its usual recipients); change nothing")
     return p
+
+
+def _day_arg(text: str) -> date:
+    """YYYY-MM-DD, or YYYY-MM (the first of the month, for the hours report)."""
+    try:
+        return date.fromisoformat(text + "-01" if len(text) == 7 else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (YYYY-MM-DD, or YYYY-MM)") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +258,8 @@ def dispatch(args, ctx: Context) -> int:
         return cmd_agents(args, ctx)
     if args.command == "status":
         return cmd_status(args, ctx)
+    if args.command == "report":
+        return cmd_report(args, ctx)
     if args.command == "customers":
         from mailproc import directory
         imported = directory.import_csv(args.file, ctx.clock.now())
@@ -282,6 +305,36 @@ def cmd_cases(args, ctx: Context) -> int:
         for e in data["events"]:
             change = f"{e['field']}: {e['old'] or ''} -> {e['new']}" if e["field"] else (e["detail"] or e["new"] or "")
             print(f"    {e['at']} {e['kind']:<15} {shown(change)}" + (f"  [{shown(e['rule'])}]" if e["rule"] else ""))
+    return 0
+
+
+def cmd_report(args, ctx: Context) -> int:
+    """`report KIND`: print a report, or mail it (`--to`), or show the mail (`--dry-run`)."""
+    from mailproc import daemon, reports
+
+    now = ctx.clock.now()
+    report = reports.build(ctx, args.kind, day=args.day, now=now, agent=args.agent)
+    recipients = args.to or report.to
+    if not args.to and not args.dry_run:
+        if args.format == "json":
+            print(json.dumps(report.data, indent=2, ensure_ascii=False, default=str))
+        else:
+            print(report.html if args.format == "html" else report.text)
+        return 0
+    if not recipients:
+        print(f"mailproc: error: the {args.kind} report has no recipients here; name one with --to ADDR",
+              file=sys.stderr)
+        return 1
+
+    def queue() -> int:
+        return sum(1 for to in recipients if reports.send(ctx, report, to, now) is not None)
+    if args.dry_run:
+        daemon.preview(sys.stdout, queue)
+        return 0
+    with db.transaction():
+        queued = queue()
+    print(f"queued the {args.kind} report to {', '.join(recipients)} ({queued} mail(s)); the sender sends it",
+          file=sys.stderr)
     return 0
 
 

@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailproc.availability import Window, parse_hours
 from mailproc.errors import ConfigError
+from mailproc.slots import SlotSpec, parse_slots
 
 SECURITY = ("tls", "starttls", "none")
 DEFAULT_CONFIG = "mailproc.ini"
@@ -113,6 +114,41 @@ class OncallConfig:
 
 
 @dataclass(frozen=True)
+class DigestConfig:
+    """[digest]: the leads' daily digest and the Monday hand-over digest (SPEC §8).
+
+    `recipients` empty means every agent with the role `lead` (read from the roster
+    when the digest goes, so a new lead gets the next one)."""
+    time: SlotSpec  # daily, local to `timezone`
+    weekly: SlotSpec  # e.g. "Mon 08:00"
+    timezone: ZoneInfo
+    recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckinConfig:
+    """[checkin]: when each agent gets their "Our Turn" list, in the agent's own zone."""
+    slots: SlotSpec
+
+
+@dataclass(frozen=True)
+class HoursConfig:
+    """[hours]: the monthly hours report per client (seed 004)."""
+    send_by_day: int = 8  # the report for a month goes on this day of the next month
+    exclude_tags: tuple[str, ...] = ("ProjectManagement", "Meetings")
+    confirm_days_before: int = 3  # the team is asked to confirm their hours this many days earlier
+    at: time = time(9, 0)  # local time of both mails
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    """[lifecycle]: customer-lifecycle mails (seeds 001 and 004)."""
+    call_prep_day: int = 1  # day of the month the enterprise monthly-call preparation goes
+    at: time = time(9, 0)
+    offboarding_tag: str = "offboarding"  # a case tagged so invites its contact to an exit interview
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: str = field(repr=False)  # a PostgreSQL URL may hold a password
@@ -142,6 +178,10 @@ class Config:
     previous_secret: str | None = field(default=None, repr=False)
     # [oncall]; None: no section (mailproc.oncall derives the rotation from roles).
     oncall: OncallConfig | None = None
+    digest: DigestConfig | None = None  # always set by load(); None only in hand-made configs
+    checkin: CheckinConfig | None = None
+    hours: HoursConfig = HoursConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
 
     @property
     def token_keys(self) -> tuple[bytes, ...]:
@@ -263,6 +303,11 @@ AUTH_KEYS = ("authserv_id",)
 AGENT_KEYS = ("address", "name", "teams", "tier", "timezone", "hours", "roles")
 TEAM_KEYS = ("lead", "address")
 ONCALL_KEYS = ("rotation", "handover", "start", "wakeup", "ack_within", "next_after")
+DIGEST_KEYS = ("time", "timezone", "recipients", "weekly")
+CHECKIN_KEYS = ("slots",)
+HOURS_KEYS = ("send_by_day", "exclude_tags", "confirm_days_before", "time")
+LIFECYCLE_KEYS = ("call_prep_day", "time", "offboarding_tag")
+SECTIONS = ("mailproc", "smtp", "auth", "oncall", "digest", "checkin", "hours", "lifecycle")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 AGENT_TIERS = ("T1", "T2", "T3", "T4", "T5")
@@ -287,10 +332,10 @@ def load(path: str | os.PathLike) -> Config:
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot parse: {exc}", file=file) from None
     for section in parser.sections():
-        if section not in ("mailproc", "smtp", "auth", "oncall") and not section.startswith(
-                ("mailbox:", "agent:", "team:")):
-            raise ConfigError("unknown section (expected [mailproc], [smtp], [auth], [oncall], [mailbox:NAME], "
-                              "[agent:NAME] or [team:NAME])", file=file, where=f"[{section}]")
+        if section not in SECTIONS and not section.startswith(("mailbox:", "agent:", "team:")):
+            known = ", ".join(f"[{name}]" for name in SECTIONS)
+            raise ConfigError(f"unknown section (expected {known}, [mailbox:NAME], [agent:NAME] or [team:NAME])",
+                              file=file, where=f"[{section}]")
     base = path.parent.resolve()
     core = _Section(parser, "mailproc", file, CORE_KEYS)
 
@@ -344,6 +389,11 @@ def load(path: str | os.PathLike) -> Config:
         secret=secret,
         previous_secret=_secret(core, resolve, "previous_secret", "MAILPROC_PREVIOUS_SECRET"),
         oncall=_oncall(parser, file, agents, mailboxes) if parser.has_section("oncall") else None,
+        digest=_digest(parser, file, tz, mailboxes),
+        checkin=CheckinConfig(_Section(parser, "checkin", file, CHECKIN_KEYS).convert(
+            "slots", parse_slots("09:30, 13:30, 16:30"), parse_slots)),
+        hours=_hours(parser, file),
+        lifecycle=_lifecycle(parser, file),
     )
 
 
@@ -698,3 +748,58 @@ def _oncall(parser, file: str, agents: tuple[AgentConfig, ...],
                         wakeup=tuple(dict.fromkeys(wakeup)),
                         ack_within=s.duration("ack_within", "1h", minimum=timedelta(minutes=1)),
                         next_after=s.duration("next_after", "30m", minimum=timedelta(minutes=1)))
+
+
+def _wall_time(text: str) -> time:
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ValueError(f"not a time of day: {text!r} (e.g. 09:00)")
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+def _addresses(s: _Section, key: str, mailboxes: tuple[MailboxConfig, ...]) -> tuple[str, ...]:
+    """A comma list of addresses, none a mailbox's (mail sent there would come back as a case)."""
+    boxes = {b.address.lower() for b in mailboxes}
+    found = _list(s, key)
+    for address in found:
+        if not re.fullmatch(r"[^@\s,<>\"]+@[^@\s,<>\"]+", address):
+            raise s.error(key, f"not an email address: {address!r}")
+        if address.lower() in boxes:
+            raise s.error(key, f"{address} is a mailbox's address; mail sent there would come back as a case")
+    return tuple(dict.fromkeys(found))
+
+
+def _digest(parser, file: str, default_tz: ZoneInfo, mailboxes: tuple[MailboxConfig, ...]) -> DigestConfig:
+    s = _Section(parser, "digest", file, DIGEST_KEYS)
+    try:
+        tz = ZoneInfo(s.str("timezone")) if s.str("timezone") else default_tz
+    except (ZoneInfoNotFoundError, ValueError):
+        raise s.error("timezone", f"unknown time zone {s.str('timezone')!r} (e.g. Europe/Lisbon)") from None
+    daily = s.convert("time", parse_slots("07:00"), parse_slots)
+    if any(at.weekdays is not None for at in daily.times):
+        raise s.error("time", "is the daily slot: a time of day without a weekday (weekly is the Monday one)")
+    return DigestConfig(time=daily, weekly=s.convert("weekly", parse_slots("Mon 08:00"), parse_slots), timezone=tz,
+                        recipients=_addresses(s, "recipients", mailboxes))
+
+
+def _hours(parser, file: str) -> HoursConfig:
+    s = _Section(parser, "hours", file, HOURS_KEYS)
+    by_day = s.int("send_by_day", 8, minimum=1)
+    if by_day > 28:
+        raise s.error("send_by_day", "must be at most 28, a day every month has")
+    before = s.int("confirm_days_before", 3, minimum=1)
+    if before >= by_day:
+        raise s.error("confirm_days_before", f"must be less than send_by_day ({by_day}): the team is asked "
+                                             "in the same month the report goes")
+    tags = _list(s, "exclude_tags") if s.str("exclude_tags") is not None else HoursConfig.exclude_tags
+    return HoursConfig(send_by_day=by_day, exclude_tags=tags, confirm_days_before=before,
+                       at=s.convert("time", time(9, 0), _wall_time))
+
+
+def _lifecycle(parser, file: str) -> LifecycleConfig:
+    s = _Section(parser, "lifecycle", file, LIFECYCLE_KEYS)
+    day = s.int("call_prep_day", 1, minimum=1)
+    if day > 28:
+        raise s.error("call_prep_day", "must be at most 28, a day every month has")
+    tag = s.str("offboarding_tag", "offboarding") or "offboarding"
+    return LifecycleConfig(call_prep_day=day, at=s.convert("time", time(9, 0), _wall_time), offboarding_tag=tag)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailproc import config as config_mod
-from mailproc import db, fetch, logs, pipeline, roster, send, status, sweep, timers
+from mailproc import db, fetch, logs, pipeline, roster, scheduled, send, status, sweep, timers
 from mailproc.sweep import Swept
 from mailproc.clock import Clock
 from mailproc.context import Context, load_context
@@ -132,6 +132,10 @@ def run_once(ctx: Context, stop=lambda: False) -> Round:
             swept = sweep.sweep(ctx, ctx.clock.now(), stop)
             result.add({f"due:{kind}": n for kind, n in swept.done.items()})
             result.problems.extend(swept.failed)
+        if not stop():
+            slotted = scheduled.run(ctx, ctx.clock.now(), stop)
+            result.add({"slots": len(slotted.slots)} if slotted.slots else {})
+            result.problems.extend(slotted.failed)
     finally:
         code = sender.finish()
     if code == EX_TEMPFAIL:
@@ -148,23 +152,27 @@ def run_once(ctx: Context, stop=lambda: False) -> Round:
 def dry_run(ctx: Context, out) -> Swept:
     """What the due work would do at the clock's `now`, without doing it: the sweep runs in
     a transaction that is rolled back, and every mail it would have queued is written to
-    `out` (as the raw message, after a line naming it). No mailbox is polled and nothing
-    is sent or changed."""
+    `out` (see `preview`). No mailbox is polled and nothing is sent or changed."""
+    return preview(out, lambda: sweep.sweep(ctx, ctx.clock.now())) or Swept()
+
+
+def preview(out, work):
+    """Run `work()` in a transaction that is rolled back, writing every mail it queued to
+    `out` (the raw message, after a line naming it); return what `work` returned."""
     before = db.query_one('SELECT COALESCE(MAX("id"), 0) FROM "outbox"', [])[0]
-    swept = Swept()
-    rollback = _RolledBack()
+    result = None
     try:
         with db.transaction():
-            swept = sweep.sweep(ctx, ctx.clock.now())
+            result = work()
             for row in Outbox.select().where(Outbox.id > before).order_by(Outbox.id):
                 raw = bytes(row.raw)
                 out.write(f"=== would send: {row.kind} to {row.to_addr} (case {row.case_id}) ===\n")
                 out.write(raw.decode("utf-8", "replace").replace("\r\n", "\n"))
                 out.write("\n")
-            raise rollback
+            raise _RolledBack
     except _RolledBack:
         pass
-    return swept
+    return result
 
 
 class _RolledBack(Exception):
@@ -263,6 +271,7 @@ class Tick:
     polled: bool = False
     intake: Round | None = None
     swept: Swept | None = None
+    slotted: scheduled.Done | None = None
 
 
 @dataclass
@@ -279,6 +288,10 @@ class Daemon:
     sender: SenderProcess | None = None
     last_poll: datetime | None = None  # the `now` of the last tick that polled
     start_sender: bool = True  # False: sending is the caller's (tests driving ticks in-process)
+    scheduler: scheduled.Scheduler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scheduler = scheduled.Scheduler(self.ctx)
 
     def should_stop(self) -> bool:
         """Asked between messages and due items: each one done is progress, so it feeds the watchdog."""
@@ -317,6 +330,8 @@ class Daemon:
             result.intake = self._guarded("poll", lambda: intake(at_now, self.should_stop))
         if not self.flags.stop:
             result.swept = self._guarded("sweep", lambda: sweep.sweep(self.ctx, now, self.should_stop))
+        if not self.flags.stop:
+            result.slotted = self._guarded("slots", lambda: self.scheduler.run(now, self.should_stop))
         if self.start_sender and not self.flags.stop:
             self._guarded("sender", self.keep_sender)
         return result
@@ -345,6 +360,7 @@ class Daemon:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return
         self._guarded("roster", lambda: roster.sync(roster.from_context(self.ctx)))  # agents added or gone
+        self.scheduler = scheduled.Scheduler(self.ctx)  # slots of the new config: digest time, agents' zones
         if self.sender is not None:
             # it sends what is due, then a new one starts with the new configuration
             self.sender.finish(STOP_SENDER_AFTER, tick=self.watchdog.ping)

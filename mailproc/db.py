@@ -86,8 +86,36 @@ def _v5(database: pw.Database) -> None:
                          ' WHERE "long_hold_at" IS NOT NULL')
 
 
+V6_CUSTOMER_COLUMNS = ("contact", "included_hours", "owner")
+# Reports (SPEC §8) are aggregate queries over time ranges: each range they read has an index.
+V6_INDEXES = (
+    ('"cases_closed_at"', '"cases" ("closed_at")'),
+    ('"cases_resolved_at"', '"cases" ("resolved_at")'),
+    ('"cases_open"', '"cases" ("status", "type", "priority")'),
+    ('"message_stored_at"', '"message" ("stored_at")'),
+    ('"event_kind_at"', '"event" ("kind", "at")'),
+)
+
+
+def _v6(database: pw.Database) -> None:
+    """Reports and knowledge: the directory's hours-report columns, agents' answers,
+    known-issue clusters, and the indexes the digests' range queries use."""
+    from playhouse.migrate import SchemaMigrator, migrate as run_migration
+
+    from mailproc import models
+    migrator = SchemaMigrator.from_database(database)
+    present = {c.name for c in database.get_columns("customer")}
+    for name in V6_CUSTOMER_COLUMNS:
+        if name not in present:
+            run_migration(migrator.add_column("customer", name, models.Customer._meta.fields[name]))
+    database.create_tables([models.Answer, models.Cluster, models.ClusterMember], safe=True)
+    for name, target in V6_INDEXES:
+        database.execute_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
+
+
 # Append (version, function) pairs here; never edit a released one.
-MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5)]
+MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5),
+                                                                (6, _v6)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -111,6 +111,11 @@ class Customer(Base):
     partner = pw.BooleanField(default=False)
     internal = pw.BooleanField(default=False)
     google_apps = pw.BooleanField(default=False)
+    # Schema v6, the monthly hours report (seed 004): where it goes, the plan's hours a
+    # month, and the account owner (an agent NAME or an address) who gets a copy.
+    contact = pw.CharField(null=True)
+    included_hours = pw.FloatField(null=True)
+    owner = pw.CharField(null=True)
 
 
 class Contact(Base):
@@ -348,8 +353,40 @@ class MailboxState(Base):
     last_error_at = pw.DateTimeField(null=True)
 
 
+class Answer(Base):
+    """What an agent wrote to a customer (the relayed or directly sent text), kept so
+    near-identical answers on different cases can show a missing help article (seed 002).
+    `documented`: the answer links a help article of rules/help.toml."""
+    case = pw.ForeignKeyField(Case, on_delete="CASCADE")
+    actor = pw.CharField()  # the agent's address
+    at = pw.DateTimeField(index=True)
+    text = pw.TextField()  # the new text, bounded (relay.EXCERPT_ANSWER)
+    documented = pw.BooleanField(default=False)
+    message = pw.ForeignKeyField(Message, null=True, on_delete="SET NULL")
+
+
+class Cluster(Base):
+    """New cases of one type that read alike within a window: a possible known issue
+    (seed 002). Grows as similar cases arrive; `suggested_at` / `paged_at` record that
+    the leads were told (3+) and on-call paged (6+), each once."""
+    type = pw.CharField()
+    opened_at = pw.DateTimeField()
+    last_at = pw.DateTimeField(index=True)  # the newest member's creation time
+    size = pw.IntegerField(default=1)
+    summary = pw.CharField(max_length=500, default="")  # the first member's summary
+    suggested_at = pw.DateTimeField(null=True)
+    paged_at = pw.DateTimeField(null=True)
+
+
+class ClusterMember(Base):
+    cluster = pw.ForeignKeyField(Cluster, backref="members", on_delete="CASCADE")
+    case = pw.ForeignKeyField(Case, unique=True, on_delete="CASCADE")
+    similarity = pw.FloatField(default=100.0)  # to the case it joined by (0-100)
+    added_at = pw.DateTimeField()
+
+
 TABLES = [SchemaVersion, Team, Person, TeamMember, Customer, Contact, Case, CaseLink, Participant, Message,
-          Event, Outbox, ImapCheckpoint, Lease, Due, SlotRun, MailboxState]
+          Event, Outbox, ImapCheckpoint, Lease, Due, SlotRun, MailboxState, Answer, Cluster, ClusterMember]
 
 TYPE_LABELS = {"request": "Request for Service", "admin": "Admin Task",
                "enhancement": "Enhancement Request", "bug": "Bug / Report a Problem"}
