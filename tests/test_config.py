@@ -336,3 +336,47 @@ def test_the_examples_roster_sections_are_valid_when_uncommented(tmp_path):
     assert [a.name for a in cfg.agents] == ["ana"] and cfg.agents[0].hours is not None
     assert next(t for t in cfg.teams if t.name == "Support Team").lead == "ana"
     assert cfg.oncall is not None and cfg.oncall.rotation == ("ana",) and len(cfg.oncall.wakeup) == 2
+    assert cfg.digest is not None and cfg.digest.timezone.key == "Europe/Lisbon" and len(cfg.digest.recipients) == 2
+    assert cfg.checkin is not None and cfg.checkin.slots.text == "09:30, 13:30, 16:30"
+    assert cfg.hours.send_by_day == 8 and cfg.lifecycle.offboarding_tag == "offboarding"
+
+
+def test_report_sections_default_when_absent(tmp_path):
+    from datetime import time
+    cfg = config.load(write(tmp_path, "[mailproc]\ntimezone = America/Sao_Paulo\n" + BOX))
+    assert cfg.digest is not None and cfg.checkin is not None
+    assert [a.wall for a in cfg.digest.time.times] == [time(7, 0)]
+    assert cfg.digest.timezone.key == "America/Sao_Paulo"  # the installation's
+    assert [(a.wall, a.weekdays) for a in cfg.digest.weekly.times] == [(time(8, 0), frozenset({0}))]
+    assert cfg.digest.recipients == ()
+    assert [a.wall for a in cfg.checkin.slots.times] == [time(9, 30), time(13, 30), time(16, 30)]
+    assert (cfg.hours.send_by_day, cfg.hours.exclude_tags) == (8, ("ProjectManagement", "Meetings"))
+    assert cfg.lifecycle.call_prep_day == 1
+
+
+@pytest.mark.parametrize("text, where, words", [
+    ("[digest]\ntime = 7am\n", "[digest] time", "HH:MM"),
+    ("[digest]\ntime = Mon 07:00\n", "[digest] time", "without a weekday"),
+    ("[digest]\nweekly = Someday 08:00\n", "[digest] weekly", "unknown day"),
+    ("[digest]\ntimezone = Mars/Olympus\n", "[digest] timezone", "unknown time zone"),
+    ("[digest]\nrecipients = lead-at-example\n", "[digest] recipients", "not an email address"),
+    ("[digest]\nrecipients = support@example.com\n", "[digest] recipients", "mailbox's address"),
+    ("[digest]\nhour = 07:00\n", "[digest] hour", "unknown key"),
+    ("[checkin]\nslots = 09:30, , 16:30\n", "[checkin] slots", "empty entry"),
+    ("[checkin]\nslots = 25:00\n", "[checkin] slots", "no such time"),
+    ("[hours]\nsend_by_day = 31\n", "[hours] send_by_day", "at most 28"),
+    ("[hours]\nsend_by_day = 3\nconfirm_days_before = 3\n", "[hours] confirm_days_before", "less than"),
+    ("[hours]\ntime = noon\n", "[hours] time", "not a time of day"),
+    ("[lifecycle]\ncall_prep_day = 0\n", "[lifecycle] call_prep_day", "at least 1"),
+    ("[reports]\n", "[reports]", "unknown section"),
+])
+def test_report_section_errors(tmp_path, text, where, words):
+    path = write(tmp_path, "[mailproc]\n" + BOX + text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert where in str(info.value) and words in str(info.value)
+
+
+def test_hours_exclude_tags_replace_the_default(tmp_path):
+    cfg = config.load(write(tmp_path, "[mailproc]\n" + BOX + "[hours]\nexclude_tags = Meetings, Travel\n"))
+    assert cfg.hours.exclude_tags == ("Meetings", "Travel")
