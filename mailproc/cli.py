@@ -262,7 +262,7 @@ def dispatch(args, ctx: Context) -> int:
         return cmd_report(args, ctx)
     if args.command == "customers":
         from mailproc import directory
-        imported = directory.import_csv(args.file, ctx.clock.now())
+        imported = directory.import_csv(args.file, ctx.clock.now(), agents=[a.name for a in ctx.config.agents])
         print(f"imported {args.file}: {imported.added} added, {imported.updated} updated")
         return 0
     raise ValueError(f"unknown command {args.command}")
