@@ -94,6 +94,9 @@ V6_INDEXES = (
     ('"cases_open"', '"cases" ("status", "type", "priority")'),
     ('"message_stored_at"', '"message" ("stored_at")'),
     ('"event_kind_at"', '"event" ("kind", "at")'),
+    ('"cases_satisfaction_at"', '"cases" ("satisfaction_at")'),  # the digest's satisfaction answers of a day
+    ('"cases_testimonial_sent_at"', '"cases" ("testimonial_sent_at")'),  # the digest's testimonial pipeline
+    ('"cases_known_issue"', '"cases" ("known_issue")'),  # known issues' cases listed together
 )
 
 
