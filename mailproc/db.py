@@ -97,6 +97,8 @@ V6_INDEXES = (
     ('"cases_satisfaction_at"', '"cases" ("satisfaction_at")'),  # the digest's satisfaction answers of a day
     ('"cases_testimonial_sent_at"', '"cases" ("testimonial_sent_at")'),  # the digest's testimonial pipeline
     ('"cases_known_issue"', '"cases" ("known_issue")'),  # known issues' cases listed together
+    # the weekly digest's on-call pages: the few paged cases, not all
+    ('"cases_paged_at"', '"cases" ("paged_at") WHERE "paged_at" IS NOT NULL'),
 )
 
 
