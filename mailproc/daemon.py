@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailproc import config as config_mod
-from mailproc import db, fetch, logs, pipeline, roster, scheduled, send, status, sweep, timers
+from mailproc import clusters, db, fetch, logs, pipeline, roster, scheduled, send, status, sweep, timers
 from mailproc.sweep import Swept
 from mailproc.clock import Clock
 from mailproc.context import Context, load_context
@@ -132,6 +132,13 @@ def run_once(ctx: Context, stop=lambda: False) -> Round:
             swept = sweep.sweep(ctx, ctx.clock.now(), stop)
             result.add({f"due:{kind}": n for kind, n in swept.done.items()})
             result.problems.extend(swept.failed)
+        if not stop():
+            try:
+                found = clusters.run(ctx, ctx.clock.now())
+                result.add({"clustered": found.total} if found.total else {})
+            except Exception as exc:  # the next run tries again: the cases stay unclustered
+                log.exception("cluster pass failed")
+                result.problems.append(f"cluster pass: {exc}")
         if not stop():
             slotted = scheduled.run(ctx, ctx.clock.now(), stop)
             result.add({"slots": len(slotted.slots)} if slotted.slots else {})
@@ -330,6 +337,8 @@ class Daemon:
             result.intake = self._guarded("poll", lambda: intake(at_now, self.should_stop))
         if not self.flags.stop:
             result.swept = self._guarded("sweep", lambda: sweep.sweep(self.ctx, now, self.should_stop))
+        if not self.flags.stop:
+            self._guarded("clusters", lambda: clusters.run(self.ctx, now))
         if not self.flags.stop:
             result.slotted = self._guarded("slots", lambda: self.scheduler.run(now, self.should_stop))
         if self.start_sender and not self.flags.stop:

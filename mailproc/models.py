@@ -360,7 +360,7 @@ class Answer(Base):
     case = pw.ForeignKeyField(Case, on_delete="CASCADE")
     actor = pw.CharField()  # the agent's address
     at = pw.DateTimeField(index=True)
-    text = pw.TextField()  # the new text, bounded (relay.EXCERPT_ANSWER)
+    text = pw.TextField()  # the new text, bounded (missingdocs.TEXT_LIMIT)
     documented = pw.BooleanField(default=False)
     message = pw.ForeignKeyField(Message, null=True, on_delete="SET NULL")
 
@@ -376,6 +376,7 @@ class Cluster(Base):
     summary = pw.CharField(max_length=500, default="")  # the first member's summary
     suggested_at = pw.DateTimeField(null=True)
     paged_at = pw.DateTimeField(null=True)
+    known = pw.CharField(max_length=64, null=True)  # the known= value suggested (ID-slug): IDs are not reused
 
 
 class ClusterMember(Base):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailproc import cases, compose, outbox, replytext
+from mailproc import cases, compose, missingdocs, outbox, replytext
 from mailproc.context import Context
 from mailproc.models import Case, Message, aware
 from mailproc.parse import ParsedMail
@@ -51,6 +51,7 @@ def relay(ctx: Context, case: Case, mail: ParsedMail, message: Message, *, agent
         cases.record(case, "agent_reply", now=now, actor=agent_address, message=message,
                      detail=f"answered the customer directly: {text[:EXCERPT]}")
         cases.touch(case, now, **times)
+        missingdocs.record(ctx, case, actor=agent_address, text=text, now=now, message=message)
         return Relayed("recorded", text, reply.truncated)
     box = next((b for b in ctx.config.mailboxes if b.name == case.mailbox), None) or (
         ctx.config.mailboxes[0] if ctx.config.mailboxes else None)
@@ -69,6 +70,7 @@ def relay(ctx: Context, case: Case, mail: ParsedMail, message: Message, *, agent
     cases.record(case, "agent_reply", now=now, actor=agent_address, message=message,
                  detail=f"relayed to {case.contact}: {text[:EXCERPT]}")
     cases.touch(case, now, **times)
+    missingdocs.record(ctx, case, actor=agent_address, text=text, now=now, message=message)
     return Relayed("relayed", text, reply.truncated)
 
 

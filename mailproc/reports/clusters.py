@@ -8,16 +8,24 @@ indexed queries bounded by the window — never a loop over all cases.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
+from mailproc import slots
+from mailproc.clusters import PAGE_AT, SUGGEST_AT
 from mailproc.context import Context
-from mailproc.models import Case, Cluster, ClusterMember, aware, utc
+from mailproc.models import TYPE_LABELS, Case, Cluster, ClusterMember, aware, utc
+from mailproc.reports import Report, html as report_html
 
 # A cluster is worth showing from this size on: the size at which seed 002 says
 # "this may be a known issue" and the leads are mailed.
-SHOWN_FROM = 3
-MEMBERS_SHOWN = 20  # per cluster in the digest; the report lists all
+SHOWN_FROM = SUGGEST_AT
+MEMBERS_SHOWN = 20  # per cluster in the digest
+REPORT_FROM = 2  # the report also shows pairs: a cluster in the making
+REPORT_MEMBERS = 200  # per cluster in the report
+KNOWN_LISTED = 1000  # tagged cases in the report
+KIND = "clusters"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -71,3 +79,55 @@ def section(ctx: Context, start: datetime, end: datetime, now: datetime) -> dict
     else:
         docs = missingdocs.find(end - missingdocs.WINDOW, end)
     return {"clusters": clusters(start, end), "missing_docs": docs}
+
+
+def known_issues(start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Cases tagged with a known issue (known=) that were open at some time in [start, end),
+    listed together by known issue, most cases first. Each: {"known": str, "cases":
+    [{"case", "summary", "contact", "status", "created_at"}], "open": int}. Reads the
+    tagged cases only (the cases' known_issue index)."""
+    rows = (Case.select(Case.id, Case.known_issue, Case.summary, Case.contact, Case.status, Case.created_at,
+                        Case.closed_at)
+            .where(Case.known_issue.is_null(False) & (Case.created_at < utc(end))
+                   & (Case.closed_at.is_null() | (Case.closed_at >= utc(start))))
+            .order_by(Case.known_issue, Case.created_at, Case.id).limit(KNOWN_LISTED))
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in rows:
+        grouped[c.known_issue].append({"case": c.id, "summary": c.summary, "contact": c.contact,
+                                       "status": c.status, "created_at": _iso(c.created_at)})
+    out = [{"known": k, "cases": v, "open": sum(1 for c in v if c["status"] != "closed")}
+           for k, v in grouped.items()]
+    out.sort(key=lambda d: (-len(d["cases"]), d["known"]))
+    return out
+
+
+def _zone(ctx: Context):
+    digest = ctx.config.digest
+    return digest.timezone if digest is not None else ctx.config.timezone
+
+
+def _midnight(day: date, tz) -> datetime:
+    at, _ = slots.resolve(day, time(0, 0), tz)
+    return at
+
+
+def build(ctx: Context, *, day: date | None, now: datetime, agent: str | None = None) -> Report:
+    """`mailproc report clusters`: the clusters active on the local `day` (None: today so far,
+    as the pass sees it) with their members, the known issues' cases listed together, and the
+    missing docs of the 30 days up to the day's end. `agent` is not used."""
+    from mailproc import missingdocs
+    tz = _zone(ctx)
+    day = day if day is not None else now.astimezone(tz).date()
+    start, end = _midnight(day, tz), _midnight(day + timedelta(days=1), tz)
+    docs_end = min(end, now) if start <= now else end
+    data = {
+        "day": day.isoformat(), "timezone": str(tz), "start": _iso(utc(start)), "end": _iso(utc(end)),
+        "generated_at": now.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "clusters": clusters(start, end, min_size=REPORT_FROM, members_limit=REPORT_MEMBERS),
+        "known_issues": known_issues(start, end),
+        "missing_docs": missingdocs.find(docs_end - missingdocs.WINDOW, docs_end),
+        "thresholds": {"suggest_at": SHOWN_FROM, "page_at": PAGE_AT, "missing_doc_cases": missingdocs.MIN_CASES},
+    }
+    rendered = ctx.templates.render(KIND, data=data, type_labels=TYPE_LABELS, day=day)
+    return Report(kind=KIND, subject=rendered.subject, data=data, text=rendered.text,
+                  html=report_html.finish(rendered.html), to=[])
