@@ -73,11 +73,17 @@ def _postgres() -> bool:
     return isinstance(db.proxy.obj, pw.PostgresqlDatabase)
 
 
-def hours(a: str, b: str) -> str:
-    """SQL for the hours from column `a` to column `b`, on either database."""
+def seconds(a: str, b: str) -> str:
+    """SQL for the seconds from column `a` to column `b`, on either database (SQLite's julianday
+    is a float of days: rounded to the millisecond, so an hour is exactly 3600)."""
     if _postgres():
-        return f"(EXTRACT(EPOCH FROM ({b} - {a})) / 3600.0)"
-    return f"((julianday({b}) - julianday({a})) * 24.0)"
+        return f"EXTRACT(EPOCH FROM ({b} - {a}))"
+    return f"ROUND((julianday({b}) - julianday({a})) * 86400.0, 3)"
+
+
+def hours(a: str, b: str) -> str:
+    """SQL for the hours from column `a` to column `b`."""
+    return f"({seconds(a, b)} / 3600.0)"
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -178,11 +184,11 @@ def resolution(start: datetime, end: datetime, now: datetime, *, goal_hours: flo
 
 def first_response(start: datetime, end: datetime, now: datetime) -> dict:
     """The cases created in the day by how soon they had a first response (see the buckets above)."""
-    h = hours('"created_at"', '"first_response_at"')
+    t = seconds('"created_at"', '"first_response_at"')
     bucket = ('CASE WHEN "first_response_at" IS NULL THEN'
               ' (CASE WHEN "created_at" <= ? THEN \'overdue\' ELSE \'waiting\' END)'
-              f" WHEN {h} < 1 THEN 'under_1h' WHEN {h} < 6 THEN '1_6h' WHEN {h} < 12 THEN '6_12h'"
-              f" WHEN {h} <= 24 THEN '12_24h' ELSE 'overdue' END")
+              f" WHEN {t} < 3600 THEN 'under_1h' WHEN {t} < 21600 THEN '1_6h' WHEN {t} < 43200 THEN '6_12h'"
+              f" WHEN {t} <= 86400 THEN '12_24h' ELSE 'overdue' END")
     rows = db.query_all(f'SELECT b, COUNT(*) FROM (SELECT {bucket} AS b FROM "cases"'
                         ' WHERE "created_at" >= ? AND "created_at" < ?) x GROUP BY b',
                         [utc(now - timedelta(hours=24)), utc(start), utc(end)])
@@ -294,7 +300,7 @@ def testimonials(start: datetime, end: datetime, now: datetime) -> dict:
 
 # --- outcomes (seed 000) -----------------------------------------------------------------
 
-_SET = {str(n): n for n in OUTCOMES} | {name: n for n, name in OUTCOMES.items()}
+WORKAROUND_TAG = '%"workaround"%'  # tags are stored as a JSON list: the tag `workaround`, any letter case
 
 
 def _severity(alias: str, unhappy: Sequence[str]) -> tuple[str, list]:
@@ -303,9 +309,9 @@ def _severity(alias: str, unhappy: Sequence[str]) -> tuple[str, list]:
     explicit_params = [v for n, name in OUTCOMES.items() for v in (str(n), name)]
     unhappy_sql = f'WHEN {alias}."satisfaction" IN ({_marks(unhappy)}) THEN 2 ' if unhappy else ""
     sql = (f"CASE {explicit} WHEN {alias}.\"type\" = 'bug' THEN"
-           f" (CASE WHEN {alias}.\"priority\" = 'P2' OR LOWER({alias}.\"tags\") LIKE '%\"workaround\"%'"
+           f" (CASE WHEN {alias}.\"priority\" = 'P2' OR LOWER({alias}.\"tags\") LIKE ?"
            f" THEN 4 ELSE 5 END) WHEN {alias}.\"type\" = 'enhancement' THEN 3 {unhappy_sql}ELSE 1 END")
-    return sql, explicit_params + list(unhappy)
+    return sql, explicit_params + [WORKAROUND_TAG] + list(unhappy)
 
 
 _NOT_MERGED = (' AND NOT EXISTS (SELECT 1 FROM "case_link" k WHERE k."case_id" = c."id"'
@@ -350,9 +356,9 @@ def outcomes(start: datetime, end: datetime, now: datetime, *, unhappy: Sequence
 def pipeline(start: datetime, end: datetime, now: datetime, *, mailboxes: Sequence[str] = ()) -> dict:
     """Messages stored in the day (by state and disposition), the outbox backlog, each mailbox's last good poll."""
     rows = db.query_all(
-        'SELECT "state", "disposition", COUNT(*), SUM(CASE WHEN "error" LIKE \'parked%\' THEN 1 ELSE 0 END)'
+        'SELECT "state", "disposition", COUNT(*), SUM(CASE WHEN "error" LIKE ? THEN 1 ELSE 0 END)'
         ' FROM "message" WHERE "stored_at" >= ? AND "stored_at" < ? GROUP BY "state", "disposition"',
-        [utc(start), utc(end)])
+        ["parked%", utc(start), utc(end)])
     dispositions: dict[str, int] = {}
     stored = failed = parked = pending = 0
     for state, disposition, count, parked_n in rows:
