@@ -23,12 +23,12 @@ from typing import Callable
 
 from mailproc import due
 from mailproc.context import Context
-from mailproc.jobs import holds, oncall, sla, statuses, still_looking, survey
+from mailproc.jobs import holds, lifecycle, oncall, sla, statuses, still_looking, survey
 from mailproc.models import Case
 
 log = logging.getLogger(__name__)
 
-MODULES: tuple[ModuleType, ...] = (statuses, still_looking, holds, sla, survey, oncall)
+MODULES: tuple[ModuleType, ...] = (statuses, still_looking, holds, sla, survey, oncall, lifecycle)
 
 Runner = Callable[[Context, Case, datetime], None]
 RUNNERS: dict[str, Runner] = {kind: run for module in MODULES for kind, run in module.RUN.items()}
