@@ -189,6 +189,18 @@ def test_a_long_list_is_cut_and_says_how_many_there_are(ctx, monkeypatch):
     assert "... and 1 more: only the 3 oldest are listed." in report.text.splitlines()
 
 
+def test_a_full_list_stays_under_gmails_clipping_size(ctx):
+    for n in range(checkin.LIMIT + 1):
+        _case("cy", at(2026, 3, 6, 9, 0) + timedelta(minutes=n), summary=f"Problem {n} " + "é" * 480,
+              warn=NOW - timedelta(hours=1), due=NOW + timedelta(hours=1))
+    report = checkin.build(ctx, day=None, now=NOW, agent="cy")
+    assert (report.data["total"], report.data["shown"]) == (checkin.LIMIT + 1, checkin.LIMIT)
+    assert report.data["cases"][0]["summary"] == "Problem 0 " + "é" * 109 + "…"
+    html = report.html.encode("utf-8")
+    assert len(html) < 100_000 and b"<svg" not in html and b"data:" not in html and b"<script" not in html
+    assert html.count(b'href="mailto:support+') == checkin.LIMIT
+
+
 def test_an_empty_list_still_renders(ctx):
     report = checkin.build(ctx, day=None, now=NOW, agent="dee")
     assert report.data["total"] == 0 and report.data["cases"] == []

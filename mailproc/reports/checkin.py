@@ -55,6 +55,7 @@ from mailproc.slots import Slot, SlotSpec
 KIND = "checkin"
 LIMIT = 100  # cases listed in one mail; the count says how many there are in all
 PARTS = ("morning", "mid-day", "end of day")
+MAX_SUMMARY = 120  # characters of a summary listed: a full list's HTML stays well under Gmail's 102 KB clip
 
 
 def statuses(ctx: Context) -> tuple[str, ...]:
@@ -169,7 +170,7 @@ def _item(ctx: Context, case: Case, agent: Agent, now: datetime) -> dict[str, An
     return {
         "case": case.id,
         "token": ctx.config.case_token.format(number=case.id),
-        "summary": compose.unlinked(compose.printable_line(case.summary or "(no subject)", 200)),
+        "summary": compose.unlinked(compose.printable_line(case.summary or "(no subject)", MAX_SUMMARY)),
         "contact": case.contact,
         "company": case.company or "",
         "status": case.status,
