@@ -400,3 +400,52 @@ def test_without_recipients_the_slot_passes_with_a_warning(db_url, make_config, 
     assert "no active agent with the lead role" in caplog.text
     Person.update(role="lead").where(Person.address == "rui@example.com").execute()
     assert scheduled.Scheduler(ctx, _jobs=digest.slot_jobs(ctx)).run(NOW + timedelta(minutes=1)).mails == 0
+
+
+def test_known_issue_clusters_and_missing_docs_are_listed(ctx):
+    from mailproc.models import Answer, Cluster, ClusterMember
+    members = [case(START + timedelta(hours=h), type="bug", summary=f"Sync fails with error 502 ({h})")
+               for h in (1, 2, 3)]
+    cluster = db.insert(Cluster, type="bug", opened_at=utc(START + timedelta(hours=1)),
+                        last_at=utc(START + timedelta(hours=3)), size=3, summary="Sync fails with error 502 (1)")
+    for number in members:
+        db.insert(ClusterMember, cluster=cluster, case=number, similarity=95.0, added_at=utc(START))
+    answer = "To reset the sync token, open Settings, then Accounts, and press Reconnect twice."
+    for i, number in enumerate(members):
+        db.insert(Answer, case=number, actor="ana@example.com", at=utc(START + timedelta(hours=4 + i)),
+                  text=answer, documented=False)
+    report = _build(ctx)
+    k = report.data["knowledge"]
+    assert [c["size"] for c in k["clusters"]] == [3]
+    assert [m["case"] for m in k["clusters"][0]["members"]] == members
+    assert len(k["missing_docs"]) == 1 and k["missing_docs"][0]["cases"] == 3
+    text = lines(report)
+    assert "KNOWN-ISSUE CLUSTERS: 1" in text and '3 bug cases like "Sync fails with error 502 (1)"' in text
+    assert f"  #{members[0]}: Sync fails with error 502 (1)" in text
+    assert "MISSING DOCS: 1" in text
+    assert any(line.startswith("3 answers on 3 cases: ") for line in text)
+    assert "Sync fails with error 502 (2)" in report.html
+
+
+@pytest.mark.parametrize("part, problem", [
+    ('<svg width="10"></svg>', "svg"), ("<script>x()</script>", "script"),
+    ('<img src="data:image/png;base64,AAAA">', "data: URI"), ('<img src="https://cdn.example/x.png">', "external"),
+    ('<link rel="stylesheet" href="//cdn.example/x.css">', "external"),
+    ("<style>@import url(x.css);</style>", "@import"),
+    ('<td style="background:url(http://x.example/a.png)">', "url()"), ('<img src="cid:logo">', "cid:logo"),
+])
+def test_the_static_check_finds_what_mail_clients_block(part, problem):
+    found = html.problems(f"<html><body>{part}</body></html>")
+    assert len(found) == 1 and problem in found[0]
+
+
+def test_the_static_check_passes_links_cids_with_parts_and_counts_bytes():
+    page = '<a href="https://help.example/sync">help</a><img src="cid:logo@x" alt="">'
+    assert html.problems(page, parts=["<logo@x>"]) == []
+    assert html.problems("<p>" + "é" * 60_000 + "</p>")[0].endswith("Gmail clips a part of 102400 bytes or more")
+
+
+def test_finish_inlines_the_style_block():
+    done = html.finish('<html><head></head><body><style>td.n { text-align:right }</style>'
+                       '<table><tr><td class="n">1</td></tr></table></body></html>')
+    assert "<style" not in done and 'style="text-align: right' in done
