@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from mailproc import db, roster, scheduled
+from mailproc import db, reports, roster, scheduled
 from mailproc.clock import Clock
 from mailproc.config import load
 from mailproc.context import load_context
@@ -449,3 +449,29 @@ def test_finish_inlines_the_style_block():
     done = html.finish('<html><head></head><body><style>td.n { text-align:right }</style>'
                        '<table><tr><td class="n">1</td></tr></table></body></html>')
     assert "<style" not in done and 'style="text-align: right' in done
+
+
+def test_a_dst_day_has_23_or_25_hours():
+    from zoneinfo import ZoneInfo
+    lisbon = ZoneInfo("Europe/Lisbon")
+    start, end = digest.bounds(date(2026, 3, 29), lisbon)  # clocks go forward at 01:00
+    assert (start.isoformat(), end - start) == ("2026-03-29T00:00:00+00:00", timedelta(hours=23))
+    start, end = digest.bounds(date(2026, 10, 25), lisbon)  # and back at 02:00
+    assert (start.isoformat(), end - start) == ("2026-10-24T23:00:00+00:00", timedelta(hours=25))
+
+
+def test_the_outcomes_report_text_line_by_line(site, capsys):
+    path, ctx = site
+    sad = case(START - timedelta(days=1), satisfaction="extremely_unsatisfied", status="closed",
+               closed_at=START + timedelta(hours=1), summary="Export question")
+    case(START - timedelta(days=1), type="enhancement", status="closed", closed_at=START + timedelta(hours=2))
+    code, out = run(path, "report", "outcomes", "--for", "2026-07-14", now=NOW.isoformat(), capsys=capsys)
+    assert code == 0
+    assert out.splitlines()[:11] == [
+        "Outcome report for 2026-07-14 (Europe/Lisbon)",
+        "Cases closed that day: 2, each counted once under its most severe outcome.", "",
+        "1. Answered question – happy: 0", "2. Answered question – unhappy: 1", "3. Added feature request: 1",
+        "4. Reported a problem – workaround: 0", "5. Reported a problem – no workaround: 0", "",
+        "Unhappy:", f"#{sad} (unassigned): Export question"]
+    report = reports.build(ctx, "outcomes", day=LISBON_DAY, now=NOW)
+    assert report.subject == "Outcomes 2026-07-14: 2 case(s) closed" and html.problems(report.html) == []

@@ -154,12 +154,14 @@ def trend(days: Sequence[tuple[str, datetime, datetime]], now: datetime) -> list
 
 def _resolved_hours() -> str:
     """The hours to resolution of the cases resolved in [?, ?) (twice: resolved_at, then
-    closed without resolved_at), as one derived table `r(h)`, each half on its own index."""
+    closed without resolved_at), as one derived table `r(h)`, each half on its own index (the
+    second half's test of resolved_at is an expression, so SQLite does not search the
+    resolved_at index for NULLs, all unresolved cases, instead of the day's closed_at range)."""
     h_res = hours('"created_at"', '"resolved_at"')
     h_closed = hours('"created_at"', '"closed_at"')
     return (f'(SELECT {h_res} AS h FROM "cases" WHERE "resolved_at" >= ? AND "resolved_at" < ?'
             f' UNION ALL SELECT {h_closed} AS h FROM "cases" WHERE "closed_at" >= ? AND "closed_at" < ?'
-            ' AND "resolved_at" IS NULL) r')
+            ' AND COALESCE("resolved_at", NULL) IS NULL) r')
 
 
 def resolution(start: datetime, end: datetime, now: datetime, *, goal_hours: float = GOAL_HOURS) -> dict:
