@@ -213,8 +213,10 @@ def next_known_id() -> int:
 
 
 def _cases(cluster: Cluster) -> list[Case]:
+    # by member: each pass adds cases oldest first; ordered by the case's creation, SQLite walks
+    # every case by that index looking for the cluster's
     return list(Case.select().join(ClusterMember).where(ClusterMember.cluster == cluster.id)
-                .order_by(Case.created_at, Case.id).limit(CASES_LISTED))
+                .order_by(ClusterMember.id).limit(CASES_LISTED))
 
 
 def _leads(ctx: Context):

@@ -43,7 +43,7 @@ def clusters(start: datetime, end: datetime, *, min_size: int = SHOWN_FROM,
     out: list[dict[str, Any]] = []
     for c in rows:
         q = (ClusterMember.select(ClusterMember, Case)
-             .join(Case).where(ClusterMember.cluster == c.id).order_by(Case.created_at, Case.id))
+             .join(Case).where(ClusterMember.cluster == c.id).order_by(ClusterMember.id))  # oldest first
         if members_limit is not None:
             q = q.limit(members_limit)
         members = [{"case": m.case.id, "summary": m.case.summary, "contact": m.case.contact,
