@@ -44,6 +44,8 @@ class SlotJob:
     tz: tzinfo
     run: Callable[[Context, Slot, datetime], int]
     catch_up: str = LATEST
+    lookback: timedelta = slots.LOOKBACK  # how far back a missed slot is caught up (monthly jobs: a month)
+    run_first: bool = True  # False: a job with no slot done yet starts with its next slot (see slots.due)
 
 
 @dataclass
@@ -85,7 +87,8 @@ class Scheduler:
                 continue
             try:
                 with db.transaction():
-                    for slot in slots.due(job.name, job.spec, job.tz, now, job.catch_up):
+                    for slot in slots.due(job.name, job.spec, job.tz, now, job.catch_up, job.lookback,
+                                          job.run_first):
                         if slots.claim(slot.key, slot.at, now):
                             done.mails += job.run(self.ctx, slot, now)
                             done.slots.append(slot.key)

@@ -189,10 +189,15 @@ _RECORD = ('INSERT INTO "slot_run" ("key", "slot_at", "done_at", "outcome") VALU
 
 
 def due(name: str, spec: SlotSpec, tz: tzinfo, now: datetime, catch_up: str = LATEST,
-        lookback: timedelta = LOOKBACK) -> list[Slot]:
+        lookback: timedelta = LOOKBACK, run_first: bool = True) -> list[Slot]:
     """The slots of `name` due at `now` and not yet recorded, oldest first (see the
     module's notes on catch-up). Missed slots the policy passes over are recorded as
-    'skipped' in the caller's transaction, so they are never done later."""
+    'skipped' in the caller's transaction, so they are never done later.
+
+    `run_first` False: a name that never had a slot recorded (a new installation, or
+    a job just configured) records its past slots as skipped and starts with the
+    next one — for mail to clients that the team sent by hand
+    before mailproc did (the monthly hours report on the 12th would be a repeat)."""
     if catch_up not in (LATEST, ALL):
         raise ValueError(f"catch_up must be {LATEST!r} or {ALL!r}, not {catch_up!r}")
     slots = [Slot(slot_key(name, o), o.at) for o in occurrences(spec, tz, now - lookback, now)]
@@ -203,11 +208,21 @@ def due(name: str, spec: SlotSpec, tz: tzinfo, now: datetime, catch_up: str = LA
                                            [s.key for s in slots])}
     newest = max((i for i, s in enumerate(slots) if s.key in recorded), default=-1)
     fresh = slots[newest + 1:]
-    wanted = fresh if catch_up == ALL and newest >= 0 else fresh[-1:]
+    if newest < 0 and not run_first and not _ever(name):
+        wanted = []
+    else:
+        wanted = fresh if catch_up == ALL and newest >= 0 else fresh[-1:]
     for s in slots:
         if s.key not in recorded and s not in wanted:
             db.execute(_RECORD, [s.key, utc(s.at), utc(now), SKIPPED])
     return wanted
+
+
+def _ever(name: str) -> bool:
+    """Whether any slot of `name` was ever recorded: a range of the unique key index
+    (every key of the name starts with "name:", and ";" sorts right after ":")."""
+    return db.query_one('SELECT COUNT(*) FROM (SELECT 1 FROM "slot_run" WHERE "key" >= ? AND "key" < ? LIMIT 1) t',
+                        [f"{name}:", f"{name};"])[0] > 0
 
 
 def claim(key: str, slot_at: datetime, now: datetime) -> bool:

@@ -122,6 +122,23 @@ def test_exactly_once_under_repeated_calls(database):
                                                        "done")
 
 
+def test_a_monthly_job_that_must_not_run_first_starts_with_its_next_slot(database):
+    """A monthly client mail (day 8, 09:00) with a month of lookback: a first start on the
+    12th sends nothing (the team sent it by hand) and the 8th of next month's goes; after
+    that, nine days down over the 8th still catch it up."""
+    spec = slots.parse_slots("09:00", days=lambda d: d.day == 8)
+
+    def monthly(now):
+        with db.transaction():
+            return [s.key for s in slots.due("hours", spec, LISBON, now, lookback=timedelta(days=31),
+                                             run_first=False) if slots.claim(s.key, s.at, now)]
+    assert monthly(local(LISBON, 2026, 11, 12, 10, 0)) == []
+    assert outcomes()["hours:2026-11-08T09:00"] == "skipped"
+    assert monthly(local(LISBON, 2026, 12, 8, 9, 0)) == ["hours:2026-12-08T09:00"]
+    assert monthly(local(LISBON, 2027, 1, 16, 12, 0)) == ["hours:2027-01-08T09:00"]  # down from the 7th
+    assert run("digest", DAILY, LISBON, local(LISBON, 2026, 11, 30, 7, 1)) == ["digest:2026-11-30T07:00"]  # default
+
+
 def test_before_the_slot_nothing_is_due(database):
     assert run("digest", DAILY, LISBON, local(LISBON, 2026, 11, 30, 6, 59)) == ["digest:2026-11-29T07:00"]
     assert run("digest", DAILY, LISBON, local(LISBON, 2026, 11, 30, 6, 59, 59)) == []
