@@ -133,7 +133,7 @@ def test_a_case_tagged_offboarding_invites_its_contact_once(ctx):
     assert exit_job.plan(ctx, first) == []
     tag(ctx, first, "Offboarding")  # case-insensitive
     [item] = exit_job.plan(ctx, first)
-    assert (item.kind, item.key) == ("exit_interview", "exit_interview:boss@shop.example")
+    assert (item.kind, item.key) == ("exit_interview", f"exit_interview:{first.id}")
     sweep.sweep(ctx, T0 + timedelta(minutes=1))
     [(to, msg)] = sent("exit_interview")
     assert to == "boss@shop.example"
@@ -144,7 +144,7 @@ def test_a_case_tagged_offboarding_invites_its_contact_once(ctx):
     tag(ctx, first, "offboarding-again", at=T0 + timedelta(days=1))
     sweep.sweep(ctx, T0 + timedelta(days=2))
     assert len(sent("exit_interview")) == 1
-    assert Due.select().where(Due.kind == "exit_interview").count() == 1
+    assert Due.select().where(Due.kind == "exit_interview", Due.done_at.is_null()).count() == 0
     # another contact is invited
     other = case(shop, "Close it", "ops@shop.example", at=T0 + timedelta(days=2))
     tag(ctx, other, "OFFBOARDING", at=T0 + timedelta(days=2))
@@ -186,3 +186,63 @@ def test_an_agent_as_contact_is_not_invited(ctx):
     tag(ctx, c, "offboarding")
     sweep.sweep(ctx, T0 + timedelta(hours=1))
     assert sent("exit_interview") == []
+
+
+def exit_rows() -> dict[int, str | None]:
+    return {d.__data__["case"]: d.outcome for d in Due.select().where(Due.kind == "exit_interview")}
+
+
+def test_a_case_untagged_before_the_sweep_does_not_block_another_case_of_the_contact(ctx):
+    shop = customer("shop.example", "Shop", plan="paid")
+    first = case(shop, "Cancel our account", "boss@shop.example")
+    tag(ctx, first, "offboarding")
+    cases.set_field(first, "tags", [], actor=ANA, now=T0 + timedelta(seconds=10))  # the wrong case
+    timers.replan(ctx, first, T0 + timedelta(seconds=10))
+    second = case(shop, "Export our data", "boss@shop.example", at=T0 + timedelta(minutes=1))
+    tag(ctx, second, "offboarding", at=T0 + timedelta(minutes=1))
+    sweep.sweep(ctx, T0 + timedelta(minutes=2))
+    [(to, msg)] = sent("exit_interview")
+    assert to == "boss@shop.example" and f"[Case #{second.id}]" in msg["Subject"]
+    assert exit_rows() == {first.id: "cancelled", second.id: "done"}
+    # the first case tagged again, the second changed: still one invitation
+    tag(ctx, first, "offboarding", at=T0 + timedelta(hours=1))
+    tag(ctx, second, "other", at=T0 + timedelta(hours=1))
+    sweep.sweep(ctx, T0 + timedelta(hours=2))
+    assert len(sent("exit_interview")) == 1
+    assert exit_rows() == {first.id: "done", second.id: "done"}
+
+
+def test_two_tagged_cases_of_a_contact_one_untagged_invite_once(ctx):
+    shop = customer("shop.example", "Shop", plan="paid")
+    a = case(shop, "Cancel our account", "boss@shop.example")
+    b = case(shop, "Export our data", "Boss <boss@shop.example>", at=T0 + timedelta(seconds=5))
+    tag(ctx, a, "offboarding", at=T0 + timedelta(seconds=10))
+    tag(ctx, b, "offboarding", at=T0 + timedelta(seconds=10))
+    cases.set_field(a, "tags", [], actor=ANA, now=T0 + timedelta(seconds=20))
+    timers.replan(ctx, a, T0 + timedelta(seconds=20))  # A's sync cancels A's row only
+    assert exit_rows() == {a.id: "cancelled", b.id: None}
+    sweep.sweep(ctx, T0 + timedelta(minutes=1))
+    assert [to for to, _ in sent("exit_interview")] == ["boss@shop.example"]
+    # both tagged in one sweep: one invitation
+    c = case(shop, "Bye", "it@shop.example", at=T0 + timedelta(minutes=2))
+    d = case(shop, "Bye again", "IT@shop.example", at=T0 + timedelta(minutes=2))
+    tag(ctx, c, "offboarding", at=T0 + timedelta(minutes=2))
+    tag(ctx, d, "offboarding", at=T0 + timedelta(minutes=2))
+    sweep.sweep(ctx, T0 + timedelta(minutes=3))
+    assert [to for to, _ in sent("exit_interview")] == ["boss@shop.example", "it@shop.example"]
+    assert exit_rows()[c.id] == exit_rows()[d.id] == "done"
+
+
+def test_the_invitation_is_not_held_by_the_autoreply_limit(ctx):
+    shop = customer("shop.example", "Shop", plan="paid")
+    first = case(shop, "Cancel our account", "boss@shop.example")
+    for n in range(ctx.config.autoreply_limit):
+        db.insert(Outbox, kind="acknowledgement", message_id=f"<a{n}@agency.example>",
+                  mail_from="support@agency.example", recipients=["boss@shop.example"], to_addr="boss@shop.example",
+                  raw=b"x", automatic=True, state="sent", next_attempt_at=utc(T0), created_at=utc(T0))
+    tag(ctx, first, "offboarding")
+    sweep.sweep(ctx, T0 + timedelta(minutes=1))
+    [(to, msg)] = sent("exit_interview")
+    assert to == "boss@shop.example" and msg["Auto-Submitted"] == "auto-generated"
+    row = Outbox.get(Outbox.kind == "exit_interview")
+    assert not row.automatic  # not counted toward the limit either
