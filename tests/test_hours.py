@@ -70,7 +70,9 @@ def log(case_, minutes: int, at: datetime, tag: str | None = None, actor: str = 
 @pytest.fixture
 def month_of_work(ctx):
     """October 2026 in Berlin: Acme (10 h plan, contact, owner ana) and Shop (20 h plan,
-    contact, owner an address), Nocontact Ltd without a contact, an internal case."""
+    contact, owner an address), Nocontact Ltd without a contact; an internal customer's
+    case (not flagged itself) and a case flagged internal of a client customer, apart, so
+    each of the two filters has a case only it keeps out."""
     acme = customer("acme.example", "Acme", contact="it@acme.example", included_hours=10, owner="ana",
                     plan="enterprise")
     customer("boss@acme.example", "Acme")  # a second row of the same company, without the columns
@@ -90,7 +92,11 @@ def month_of_work(ctx):
     log(login, 600, OCT_START - timedelta(minutes=30))  # 30 Sep 23:30 Berlin: September
     log(cart, 150, datetime(2026, 10, 3, 9, tzinfo=timezone.utc), tag="Support")
     log(case(lonely, "Where is my invoice?"), 30, datetime(2026, 10, 5, 9, tzinfo=timezone.utc))
-    log(case(ours, "Internal clean-up", contact=CY, internal=True), 240, datetime(2026, 10, 6, 9, tzinfo=timezone.utc))
+    of_ours = case(ours, "Internal clean-up", contact=CY)
+    flagged = case(customer("tools.example", "Toolshop"), "Our own tooling", contact=CY, internal=True)
+    assert (of_ours.internal, flagged.internal) == (False, True)
+    log(of_ours, 240, datetime(2026, 10, 6, 9, tzinfo=timezone.utc))
+    log(flagged, 180, datetime(2026, 10, 6, 10, tzinfo=timezone.utc))
     return dict(acme=acme, shop=shop, login=login, export=export, cart=cart)
 
 
@@ -106,7 +112,7 @@ def test_figures_per_company_without_excluded_tags_and_with_the_over_flag(ctx, m
     data = report.data
     assert data["month"] == "2026-10" and data["start"] == OCT_START.isoformat()
     companies = by_company(data)
-    assert set(companies) == {"Acme", "Shop", "Nocontact Ltd"}  # not the internal case's company
+    assert set(companies) == {"Acme", "Shop", "Nocontact Ltd"}  # not Agency (internal), not Toolshop's internal case
     acme = companies["Acme"]
     assert acme["minutes"] == 360 + 90 + 300 + 45 and acme["hours"] == 13.25
     assert {t["tag"]: t["minutes"] for t in acme["tags"]} == {"": 405, "Development": 300, "Bugfix": 90}
@@ -164,7 +170,8 @@ def at_berlin(day: int, hour: int = 9, minute: int = 0) -> datetime:
 
 
 def test_the_team_is_asked_to_confirm_on_day_five_each_agent_with_their_figure(ctx, month_of_work):
-    assert not [s for s in scheduled.run(ctx, at_berlin(4, 23)).slots if s.startswith("hours")]
+    early = scheduled.run(ctx, at_berlin(4, 23)).slots  # October's slot, a month back, is done and moot
+    assert not [s for s in early if s.startswith("hours") and "2026-11" in s]
     assert outbox("hours_confirm") == []
     done = scheduled.run(ctx, at_berlin(5, 9, 1))
     assert "hours:confirm:2026-11-05T09:00" in done.slots
@@ -188,12 +195,14 @@ def test_on_day_eight_each_client_gets_its_report_and_the_owner_a_copy_once(ctx,
     client = dict(sent)["it@acme.example"]
     assert client["Subject"] == "Hours report, October 2026 - Acme"
     text = body(client)
-    assert "13.25 h of 10.00 h in the plan - OVER the plan by 3.25 h" in text
+    assert "== Acme: 13.25 h of 10.00 h in the plan\r\n" in text  # factual: the flag is the owner's
     assert "Development" in text and "Bugfix" in text
-    for hidden in ("Meetings", "ProjectManagement", "projectmanagement", "Shop", "Nocontact", "contact:"):
+    for hidden in ("Meetings", "ProjectManagement", "projectmanagement", "Shop", "Nocontact", "contact:", "OVER",
+                   "Over the plan", "invoiced"):
         assert hidden not in text and hidden not in client.get_body(("html",)).get_content()
     copy = dict(sent)[ANA]
     assert copy["Subject"].startswith("Copy: ") and "they must be invoiced" in body(copy)
+    assert "OVER the plan by 3.25 h" in body(copy) and "Over the plan by" in copy.get_body(("html",)).get_content()
     assert "must be invoiced" not in body(dict(sent)["fabio@agency.example"])  # Shop is within its plan
     scheduled.run(ctx, at_berlin(8, 9, 30))
     scheduled.run(ctx, at_berlin(9, 9, 30))
@@ -201,15 +210,44 @@ def test_on_day_eight_each_client_gets_its_report_and_the_owner_a_copy_once(ctx,
 
 
 def test_a_company_without_a_contact_is_listed_to_the_leads(ctx, month_of_work):
+    seen_before(ctx)
     scheduled.run(ctx, at_berlin(8, 10))
     [(to, msg)] = outbox("hours_missing_contact")
     assert to == ANA  # the lead
     text = body(msg)
     assert "Nocontact Ltd: 0.50 h of 5.00 h in the plan" in text and "no contact in the directory" in text
+    assert "the report did not go out: please send it by hand" in text
     assert "Where is my invoice?" in text and "Acme" not in text
 
 
+def test_an_owner_not_on_the_roster_is_listed_as_sent_not_as_to_send_by_hand(ctx):
+    gone = customer("gone.example", "Gone Owner", contact="it@gone.example", included_hours=1, owner="zed")
+    log(case(gone, "Big job"), 300, datetime(2026, 10, 10, 9, tzinfo=timezone.utc), tag="Development")
+    seen_before(ctx)
+    scheduled.run(ctx, at_berlin(8, 10))
+    assert [to for to, _ in outbox("hours_report")] == ["it@gone.example"]
+    [(to, msg)] = outbox("hours_missing_contact")
+    text = body(msg)
+    assert to == ANA and "not mailed" not in msg["Subject"]
+    assert "the owner 'zed' is no agent of the roster" in text and "send it by hand" not in text
+    assert "the client got its report; the owner's copy went to nobody: see that the hours past the plan" in text
+
+
+def test_without_an_owner_the_copy_goes_to_the_leads(ctx):
+    solo = customer("solo.example", "Solo", contact="it@solo.example", included_hours=1)
+    log(case(solo, "Big job"), 300, datetime(2026, 10, 10, 9, tzinfo=timezone.utc), tag="Development")
+    seen_before(ctx)
+    scheduled.run(ctx, at_berlin(8, 9, 30))
+    sent = outbox("hours_report")
+    assert [to for to, _ in sent] == ["it@solo.example", ANA]  # ana is the one lead
+    copy = body(sent[1][1])
+    assert "OVER the plan by 4.00 h" in copy and "must be invoiced" in copy
+    assert "Solo has no owner in the customer directory, so the leads get this copy" in copy
+    assert outbox("hours_missing_contact") == []
+
+
 def test_the_client_report_is_not_held_by_the_automatic_mail_limit(ctx, month_of_work):
+    seen_before(ctx)
     limit = ctx.config.autoreply_limit
     for n in range(limit + 2):  # a busy week of automatic mail to the contact
         db.insert(Outbox, kind="acknowledgement", message_id=f"<a{n}@x>", mail_from="support@agency.example",
@@ -220,10 +258,64 @@ def test_the_client_report_is_not_held_by_the_automatic_mail_limit(ctx, month_of
     assert outbox("hours_missing_contact")[0][0] == ANA
 
 
+def seen_before(ctx) -> None:
+    """The daemon ran in October (it has a slot record, so a missed slot is caught up, not
+    passed over as on a first start)."""
+    scheduled.run(ctx, datetime(2026, 10, 20, 10, tzinfo=timezone.utc))
+
+
 def test_a_caught_up_slot_still_reports_last_month(ctx, month_of_work):
+    seen_before(ctx)
     done = scheduled.run(ctx, at_berlin(11, 12))  # down from the 7th to the 11th
     assert "hours:send:2026-11-08T09:00" in done.slots
     assert "13.25 h" in body(dict(outbox("hours_report"))["it@acme.example"])
+
+
+def test_the_report_is_caught_up_after_more_than_a_week_down(ctx, month_of_work):
+    seen_before(ctx)
+    scheduled.run(ctx, at_berlin(7, 12))
+    done = scheduled.run(ctx, at_berlin(16, 12))  # down from the 7th to the 16th
+    assert "hours:send:2026-11-08T09:00" in done.slots
+    assert "it@acme.example" in [to for to, _ in outbox("hours_report")]
+    scheduled.run(ctx, at_berlin(20, 12))
+    assert len(outbox("hours_report")) == 4  # once
+
+
+def test_a_first_start_after_the_day_sends_no_client_mail_until_next_month(ctx, month_of_work):
+    done = scheduled.run(ctx, at_berlin(12, 12))  # installed on the 12th: November's went by hand
+    assert "hours:send:2026-11-08T09:00" not in done.slots
+    assert outbox("hours_report") == [] and outbox("hours_missing_contact") == []
+    assert outbox("hours_confirm") == []  # the 5th's question is moot after the 8th
+    scheduled.run(ctx, datetime(2026, 12, 5, 8, 0, tzinfo=timezone.utc))
+    assert len(outbox("hours_confirm")) == 3
+    done = scheduled.run(ctx, datetime(2026, 12, 8, 8, 0, tzinfo=timezone.utc))
+    assert "hours:send:2026-12-08T09:00" in done.slots
+    assert "it@acme.example" in [to for to, _ in outbox("hours_report")]  # November's hours
+
+
+def test_no_confirmation_after_downtime_over_the_reports_day(ctx, month_of_work):
+    seen_before(ctx)
+    scheduled.run(ctx, at_berlin(4, 12))
+    done = scheduled.run(ctx, at_berlin(11, 12))  # down from the 4th to the 11th
+    assert "hours:confirm:2026-11-05T09:00" in done.slots  # claimed, so never sent later
+    assert outbox("hours_confirm") == []
+    assert "it@acme.example" in [to for to, _ in outbox("hours_report")]
+
+
+def test_no_confirmation_in_the_tick_that_sends_the_reports(ctx, month_of_work):
+    seen_before(ctx)
+    scheduled.run(ctx, at_berlin(4, 12))
+    done = scheduled.run(ctx, at_berlin(8, 9, 30))  # down from the 4th to the 8th 09:30
+    assert {"hours:confirm:2026-11-05T09:00", "hours:send:2026-11-08T09:00"} <= set(done.slots)
+    assert outbox("hours_confirm") == [] and len(outbox("hours_report")) == 4
+
+
+def test_the_confirmation_is_caught_up_before_the_reports_day(ctx, month_of_work):
+    seen_before(ctx)
+    scheduled.run(ctx, at_berlin(4, 12))
+    done = scheduled.run(ctx, at_berlin(7, 12))  # down from the 4th to the 7th: still a day to log hours
+    assert "hours:confirm:2026-11-05T09:00" in done.slots and len(outbox("hours_confirm")) == 3
+    assert "go to the clients on Sunday 8 November" in body(outbox("hours_confirm")[0][1])
 
 
 def test_the_cli_prints_the_months_figures(ini, ctx, month_of_work, capsys):
