@@ -246,3 +246,29 @@ def test_the_invitation_is_not_held_by_the_autoreply_limit(ctx):
     assert to == "boss@shop.example" and msg["Auto-Submitted"] == "auto-generated"
     row = Outbox.get(Outbox.kind == "exit_interview")
     assert not row.automatic  # not counted toward the limit either
+
+
+def test_call_prep_is_caught_up_after_a_long_outage_and_not_sent_on_a_first_start(ctx, clients):
+    scheduled.run(ctx, datetime(2026, 11, 12, 9, tzinfo=timezone.utc))  # installed on the 12th
+    assert sent("call_prep_client") == [] and sent("call_prep_agenda") == []  # November's went by hand
+    scheduled.run(ctx, datetime(2026, 11, 28, 9, tzinfo=timezone.utc))
+    done = scheduled.run(ctx, DEC_1 + timedelta(days=9))  # down from 28 November to 10 December
+    assert "callprep:2026-12-01T09:00" in done.slots
+    assert {to for to, _ in sent("call_prep_client")} == {"cto@big.example", "it@lead.example"}
+
+
+def test_the_agenda_reads_the_clients_cases_by_their_directory_rows(ctx, clients):
+    from mailproc import lifecycle
+    sales = customer("sales@big.example", "Big Corp", plan="paid")  # a row of the company, another plan
+    loose = case(None, "No directory row", "zed@big.example", company="Big Corp")
+    case(sales, "Quote please", "sales@big.example")
+    [big] = [a for a in lifecycle.agenda(ctx, DEC_1, lifecycle.enterprise_clients()) if a["company"] == "Big Corp"]
+    listed = {k["case"] for k in big["open_cases"]}
+    assert listed == {clients["old"].id, clients["nov"].id} and loose.id not in listed
+    if db.proxy.obj.__class__.__name__ == "SqliteDatabase":
+        marks = ", ".join("?" * len(lifecycle.OPEN))
+        plan = db.query_all("EXPLAIN QUERY PLAN " + lifecycle._OPEN_SQL.format(opens=marks, names="?"),
+                            [*lifecycle.OPEN, "Big Corp"])
+        steps = [str(row[-1]) for row in plan]
+        assert "SEARCH c USING INDEX cases_customer_id (customer_id=?)" in steps, steps
+        assert not [s for s in steps if s.startswith("SCAN c") and not s.startswith("SCAN customer")], steps

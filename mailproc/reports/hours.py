@@ -208,7 +208,7 @@ def _render(ctx: Context, m: Month, companies: list[dict[str, Any]], *, audience
     return rendered.subject, rendered.text, rendered.html
 
 
-def _leads(ctx: Context) -> list[str]:
+def leads(ctx: Context) -> list[str]:
     """The leads' addresses; without a lead, every agent's (someone must hear)."""
     agents = roster_of(ctx).agents
     leads = [a.address for a in agents if "lead" in a.config.roles]
@@ -220,7 +220,7 @@ def owner_copies(ctx: Context, owner: str | None) -> list[str]:
     (someone internal must see hours past the plan). An owner named but not found is
     [] (the caller tells the leads the directory is wrong)."""
     if not owner:
-        return _leads(ctx)
+        return leads(ctx)
     address = owner_address(ctx, owner)
     return [address] if address else []
 
@@ -242,7 +242,7 @@ def build(ctx: Context, *, day: date | None, now: datetime, agent: str | None = 
             "excluded_tags": list(ctx.config.hours.exclude_tags),
             "total_minutes": sum(c["minutes"] for c in companies),
             "total_hours": _hours(sum(c["minutes"] for c in companies)), "companies": companies}
-    return Report(kind=KIND, subject=subject, data=data, text=text, html=html, to=_leads(ctx))
+    return Report(kind=KIND, subject=subject, data=data, text=text, html=html, to=leads(ctx))
 
 
 # --- the monthly slots --------------------------------------------------------------------
@@ -329,6 +329,6 @@ def run_send(ctx: Context, slot: Slot, now: datetime) -> int:
         rendered = ctx.templates.render("hours_missing_contact", month=m.label, month_key=m.key, companies=missing,
                                         unsent=sum(not c["sent"] for c in missing),
                                         now=now.astimezone(ctx.config.timezone))
-        for lead in _leads(ctx):
+        for lead in leads(ctx):
             count += _queue(ctx, "hours_missing_contact", lead, rendered.subject, rendered.text, rendered.html, now)
     return count
