@@ -189,6 +189,29 @@ def test_a_long_list_is_cut_and_says_how_many_there_are(ctx, monkeypatch):
     assert "... and 1 more: only the 3 oldest are listed." in report.text.splitlines()
 
 
+def test_the_sla_counts_cover_every_waiting_case_not_only_the_listed_ones(ctx, monkeypatch):
+    _ana_cases()  # red, yellow, green, paused, no SLA: oldest first
+    for n in range(3):  # newer waits, past the cut: two red, one paused
+        _case("ana", NOW - timedelta(hours=1, minutes=n), warn=NOW - timedelta(hours=2), due=NOW - timedelta(hours=1))
+    _case("ana", NOW - timedelta(minutes=10), paused=NOW - timedelta(minutes=5))
+    _case("ana", NOW - timedelta(minutes=5), agent_at=NOW, warn=NOW - timedelta(hours=2), due=NOW)  # answered
+    monkeypatch.setattr(checkin, "LIMIT", 2)
+    report = checkin.build(ctx, day=None, now=NOW, agent="ana")
+    assert (report.data["total"], report.data["shown"]) == (9, 2)
+    assert [c["sla"] for c in report.data["cases"]] == ["red", "yellow"]
+    assert report.data["sla"] == {"red": 4, "yellow": 1, "green": 1, "paused": 2}
+    # the boundaries as sla_colour reads them: at the warning instant yellow, at the due instant red
+    ana = roster_of(ctx).agent("ana")
+    assert checkin.counts(ctx, ana, NOW + timedelta(hours=1))[1] == {
+        "red": 4, "yellow": 2, "green": 0, "paused": 2}  # "Third" warns at NOW + 1 h
+    assert checkin.counts(ctx, ana, NOW + timedelta(hours=2))[1]["red"] == 5  # "Second" is due at NOW + 2 h
+    monkeypatch.setattr(checkin, "LIMIT", 100)
+    for later in (NOW + timedelta(hours=1), NOW + timedelta(hours=2)):  # the SQL reads colours as sla_colour does
+        listed = [c["sla"] for c in checkin.build(ctx, day=None, now=later, agent="ana").data["cases"]]
+        assert checkin.counts(ctx, ana, later) == (9, {c: listed.count(c) for c in ("red", "yellow", "green",
+                                                                                    "paused")})
+
+
 def test_a_full_list_stays_under_gmails_clipping_size(ctx):
     for n in range(checkin.LIMIT + 1):
         _case("cy", at(2026, 3, 6, 9, 0) + timedelta(minutes=n), summary=f"Problem {n} " + "é" * 480,

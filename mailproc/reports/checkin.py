@@ -24,8 +24,10 @@ What "Our Turn" means here:
 - the customer spoke last: `last_customer_at` is set and the agent has not
   written since (`last_agent_at` empty or older).
 Oldest wait first (`waiting_since`, else the customer's last mail), at most
-`LIMIT` cases with the full count beside them: one query on the
-(assignee, status) index, whatever the size of the table.
+`LIMIT` cases; the full count and the SLA colour counts are one aggregate query
+over all the agent's waiting cases (the same WHERE), so the summary counts a
+list longer than the mail shows. Both read the (assignee, status) index,
+whatever the size of the table.
 
 Each case shows how long the customer has waited in clock time (what the
 customer lived through) and in business hours (what the SLA and the "still
@@ -42,11 +44,12 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
+from peewee import Case as When
 from peewee import fn
 
 from mailproc import compose, tokens
 from mailproc.context import Context, roster_of
-from mailproc.models import PRIORITY_LABELS, Case, Person, aware
+from mailproc.models import PRIORITY_LABELS, Case, Person, aware, utc
 from mailproc.reports import Report, send
 from mailproc.roster import Agent
 from mailproc.scheduled import SlotJob
@@ -108,21 +111,39 @@ def _agent(ctx: Context, name: str | None) -> Agent:
     return agent
 
 
-def our_turn(ctx: Context, agent: Agent, limit: int | None = None) -> tuple[list[Case], int]:
-    """The agent's "Our Turn" cases, oldest wait first, at most `limit`, and how many
-    there are in all (a window count in the same query)."""
-    total = fn.COUNT(Case.id).over().alias("total")
+def _waiting(ctx: Context, agent: Agent):
+    """The WHERE of the agent's "Our Turn" cases (the list and its counts share it)."""
+    return ((Person.handle == agent.name) & Case.status.in_(statuses(ctx)) & Case.last_customer_at.is_null(False)
+            & (Case.last_agent_at.is_null() | (Case.last_agent_at < Case.last_customer_at)))
+
+
+def our_turn(ctx: Context, agent: Agent, limit: int | None = None) -> list[Case]:
+    """The agent's "Our Turn" cases, oldest wait first, at most `limit` (else `LIMIT`)."""
     query = (Case.select(Case.id, Case.summary, Case.status, Case.priority, Case.tier, Case.contact,
                          Case.contact_name, Case.company, Case.mailbox, Case.waiting_since, Case.last_customer_at,
-                         Case.sla_warn_at, Case.sla_due, Case.sla_paused_at, total)
+                         Case.sla_warn_at, Case.sla_due, Case.sla_paused_at)
              .join(Person, on=(Case.assignee == Person.id))
-             .where((Person.handle == agent.name) & Case.status.in_(statuses(ctx))
-                    & Case.last_customer_at.is_null(False)
-                    & (Case.last_agent_at.is_null() | (Case.last_agent_at < Case.last_customer_at)))
+             .where(_waiting(ctx, agent))
              .order_by(fn.COALESCE(Case.waiting_since, Case.last_customer_at), Case.id)
              .limit(limit or LIMIT))
-    rows = list(query)
-    return rows, (rows[0].total if rows else 0)
+    return list(query)
+
+
+def counts(ctx: Context, agent: Agent, now: datetime) -> tuple[int, dict[str, int]]:
+    """How many "Our Turn" cases the agent has in all, and how many of each SLA colour
+    (as `sla_colour` reads them), in one aggregate query over all of them."""
+    at = utc(now)
+    limits = Case.sla_warn_at.is_null(False) & Case.sla_due.is_null(False)
+    colour = {
+        "red": limits & (Case.sla_warn_at <= at) & (Case.sla_due <= at),
+        "yellow": limits & (Case.sla_warn_at <= at) & (Case.sla_due > at),
+        "green": limits & (Case.sla_warn_at > at),
+        "paused": ~limits & Case.sla_paused_at.is_null(False),
+    }
+    sums = [fn.COALESCE(fn.SUM(When(None, [(cond, 1)], 0)), 0).alias(name) for name, cond in colour.items()]
+    row = (Case.select(fn.COUNT(Case.id).alias("total"), *sums).join(Person, on=(Case.assignee == Person.id))
+           .where(_waiting(ctx, agent)).dicts().get())
+    return int(row["total"] or 0), {name: int(row[name] or 0) for name in colour}
 
 
 def sla_colour(case: Case, now: datetime) -> str | None:
@@ -190,9 +211,8 @@ def _item(ctx: Context, case: Case, agent: Agent, now: datetime) -> dict[str, An
 
 
 def _report(ctx: Context, agent: Agent, now: datetime, day: date, part: str) -> Report:
-    rows, total = our_turn(ctx, agent)
-    items = [_item(ctx, case, agent, now) for case in rows]
-    colours = {c: sum(1 for i in items if i["sla"] == c) for c in ("red", "yellow", "green", "paused")}
+    items = [_item(ctx, case, agent, now) for case in our_turn(ctx, agent)]
+    total, colours = counts(ctx, agent, now)
     data = {
         "agent": agent.name, "address": agent.address, "timezone": agent.config.timezone.key,
         "day": day.isoformat(), "part": part, "now": now.isoformat(),
