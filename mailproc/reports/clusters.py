@@ -17,6 +17,7 @@ from mailproc.clusters import PAGE_AT, SUGGEST_AT
 from mailproc.context import Context
 from mailproc.models import TYPE_LABELS, Case, Cluster, ClusterMember, aware, utc
 from mailproc.reports import Report, html as report_html
+from mailproc.reports.queries import CLOSED as FINISHED  # not open: as the digest and the weekly count
 
 # A cluster is worth showing from this size on: the size at which seed 002 says
 # "this may be a known issue" and the leads are mailed.
@@ -84,7 +85,8 @@ def section(ctx: Context, start: datetime, end: datetime, now: datetime) -> dict
 def known_issues(start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Cases tagged with a known issue (known=) that were open at some time in [start, end),
     listed together by known issue, most cases first. Each: {"known": str, "cases":
-    [{"case", "summary", "contact", "status", "created_at"}], "open": int}. Reads the
+    [{"case", "summary", "contact", "status", "created_at"}], "open": int (not resolved,
+    pending_closure or closed)}. Reads the
     tagged cases only (the cases' known_issue index)."""
     rows = (Case.select(Case.id, Case.known_issue, Case.summary, Case.contact, Case.status, Case.created_at,
                         Case.closed_at)
@@ -95,7 +97,7 @@ def known_issues(start: datetime, end: datetime) -> list[dict[str, Any]]:
     for c in rows:
         grouped[c.known_issue].append({"case": c.id, "summary": c.summary, "contact": c.contact,
                                        "status": c.status, "created_at": _iso(c.created_at)})
-    out = [{"known": k, "cases": v, "open": sum(1 for c in v if c["status"] != "closed")}
+    out = [{"known": k, "cases": v, "open": sum(1 for c in v if c["status"] not in FINISHED)}
            for k, v in grouped.items()]
     out.sort(key=lambda d: (-len(d["cases"]), d["known"]))
     return out

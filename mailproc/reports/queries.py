@@ -11,13 +11,21 @@ and Python only reshapes the handful of grouped rows. Lists of cases are capped 
 `LIST_LIMIT` with the full count beside them.
 
 Definitions (the digest's README text says the same):
-- new: created in the day; closed: `closed_at` in the day; open: now in a status
-  other than resolved, pending_closure and closed (a snapshot at `now`, not at the
-  day's end: what the leads face this morning); net = new - closed (goal 0).
+- merged duplicates: a case closed by being merged into another (a `merged_into`
+  case_link from it) is not a case of its own once merged — the outcomes count it in
+  the case it joined — so it is left out of closed, resolution and first response
+  (a 5-minute merge is no resolution, an unanswered duplicate no late answer) and
+  counted apart as `merged` (closed in the day by a merge).
+- new: created in the day; closed: `closed_at` in the day, merged duplicates apart
+  (`closed` equals the outcomes' total); open: now in a status other than resolved,
+  pending_closure and closed (a snapshot at `now`, not at the day's end: what the
+  leads face this morning); net = new - closed - merged (goal 0): every case that
+  came in less every case that left the backlog, a merged duplicate included.
 - resolution: cases whose `resolved_at` (else `closed_at`, for cases closed without
-  being resolved) falls in the day; hours from `created_at`; the median of an even
-  count is the mean of the two middle values; goal 24 h (seed 003).
-- first response of the cases created in the day, hours from `created_at` to
+  being resolved) falls in the day, merged duplicates left out; hours from
+  `created_at`; the median of an even count is the mean of the two middle values;
+  goal 24 h (seed 003).
+- first response of the cases created in the day that were not merged away, hours from `created_at` to
   `first_response_at`: under_1h, 1_6h, 6_12h, 12_24h (24 h exactly is within), overdue
   (answered after 24 h, or not answered and 24 h old at `now`), waiting (not
   answered yet and younger than 24 h: not yet late, so not overdue).
@@ -119,35 +127,46 @@ def _split(rows: Sequence[tuple[str, str, int]]) -> dict:
 
 _NEW = ('SELECT "type", "priority", COUNT(*) FROM "cases" WHERE "created_at" >= ? AND "created_at" < ?'
         ' GROUP BY "type", "priority"')
-_CLOSED = ('SELECT "type", "priority", COUNT(*) FROM "cases" WHERE "closed_at" >= ? AND "closed_at" < ?'
-           ' GROUP BY "type", "priority"')
+_MERGED_JOIN = (' LEFT JOIN "case_link" l ON l."case_id" = c."id" AND l."kind" = \'merged_into\'')  # 0 or 1 a case
+_CLOSED = ('SELECT c."type", c."priority", COUNT(*) - COUNT(l."id"), COUNT(l."id") FROM "cases" c' + _MERGED_JOIN
+           + ' WHERE c."closed_at" >= ? AND c."closed_at" < ? GROUP BY c."type", c."priority"')
+_NOT_MERGED_AWAY = (' AND NOT EXISTS (SELECT 1 FROM "case_link" k WHERE k."case_id" = "cases"."id"'
+                    ' AND k."kind" = \'merged_into\')')
 _OPEN = 'SELECT "type", "priority", COUNT(*) FROM "cases" WHERE "status" IN ({marks}) GROUP BY "type", "priority"'
 
 
 def volumes(start: datetime, end: datetime, now: datetime) -> dict:
-    """New, closed (in the day) and open (now) cases by type and priority, and the net growth."""
+    """New, closed (in the day; merged duplicates apart) and open (now) cases by type and
+    priority, and the net growth."""
     span = [utc(start), utc(end)]
     new = _split(db.query_all(_NEW, span))
-    closed = _split(db.query_all(_CLOSED, span))
+    rows = db.query_all(_CLOSED, span)
+    closed = _split([(t, p, n) for t, p, n, _ in rows])
+    merged = sum(int(m or 0) for _, _, _, m in rows)
     opened = _split(db.query_all(_OPEN.format(marks=_marks(OPEN)), list(OPEN)))
-    return {"new": new, "closed": closed, "open": opened, "net": new["total"] - closed["total"]}
+    return {"new": new, "closed": closed, "merged": merged, "open": opened,
+            "net": new["total"] - closed["total"] - merged}
 
 
 def trend(days: Sequence[tuple[str, datetime, datetime]], now: datetime) -> list[dict]:
-    """New, closed and net per day for `days` ((label, start, end), oldest first): two range
-    queries whatever the number of days, each day a SUM(CASE …) column."""
+    """New, closed, merged and net per day for `days` ((label, start, end), oldest first), as
+    `volumes` counts them: two range queries whatever the number of days, each day a SUM(CASE …)
+    column (for closed_at, one for the cases merged away and one for the others)."""
     if not days:
         return []
     first, last = utc(days[0][1]), utc(days[-1][2])
-    found = {}
-    for column in ("created_at", "closed_at"):
-        sums = ", ".join(f'SUM(CASE WHEN "{column}" >= ? AND "{column}" < ? THEN 1 ELSE 0 END)' for _ in days)
-        params: list[Any] = [v for _, s, e in days for v in (utc(s), utc(e))]
-        row = db.query_one(f'SELECT {sums} FROM "cases" WHERE "{column}" >= ? AND "{column}" < ?',
-                           params + [first, last])
-        found[column] = [int(v or 0) for v in row]
-    return [{"day": label, "new": new, "closed": closed, "net": new - closed}
-            for (label, _, _), new, closed in zip(days, found["created_at"], found["closed_at"])]
+    spans: list[Any] = [v for _, s, e in days for v in (utc(s), utc(e))]
+    sums = ", ".join('SUM(CASE WHEN c."created_at" >= ? AND c."created_at" < ? THEN 1 ELSE 0 END)' for _ in days)
+    new = [int(v or 0) for v in db.query_one(
+        f'SELECT {sums} FROM "cases" c WHERE c."created_at" >= ? AND c."created_at" < ?', spans + [first, last])]
+    sums = ", ".join(f'SUM(CASE WHEN c."closed_at" >= ? AND c."closed_at" < ? AND l."id" IS {test} THEN 1 ELSE 0 END)'
+                     for test in ("NULL", "NOT NULL") for _ in days)
+    row = [int(v or 0) for v in db.query_one(
+        f'SELECT {sums} FROM "cases" c{_MERGED_JOIN} WHERE c."closed_at" >= ? AND c."closed_at" < ?',
+        spans * 2 + [first, last])]
+    closed, merged = row[:len(days)], row[len(days):]
+    return [{"day": label, "new": n, "closed": c, "merged": m, "net": n - c - m}
+            for (label, _, _), n, c, m in zip(days, new, closed, merged)]
 
 
 # --- resolution and first response ---------------------------------------------------
@@ -159,9 +178,9 @@ def _resolved_hours() -> str:
     resolved_at index for NULLs, all unresolved cases, instead of the day's closed_at range)."""
     h_res = hours('"created_at"', '"resolved_at"')
     h_closed = hours('"created_at"', '"closed_at"')
-    return (f'(SELECT {h_res} AS h FROM "cases" WHERE "resolved_at" >= ? AND "resolved_at" < ?'
+    return (f'(SELECT {h_res} AS h FROM "cases" WHERE "resolved_at" >= ? AND "resolved_at" < ?{_NOT_MERGED_AWAY}'
             f' UNION ALL SELECT {h_closed} AS h FROM "cases" WHERE "closed_at" >= ? AND "closed_at" < ?'
-            ' AND COALESCE("resolved_at", NULL) IS NULL) r')
+            f' AND COALESCE("resolved_at", NULL) IS NULL{_NOT_MERGED_AWAY}) r')
 
 
 def resolution(start: datetime, end: datetime, now: datetime, *, goal_hours: float = GOAL_HOURS) -> dict:
@@ -192,7 +211,7 @@ def first_response(start: datetime, end: datetime, now: datetime) -> dict:
               f" WHEN {t} < 3600 THEN 'under_1h' WHEN {t} < 21600 THEN '1_6h' WHEN {t} < 43200 THEN '6_12h'"
               f" WHEN {t} <= 86400 THEN '12_24h' ELSE 'overdue' END")
     rows = db.query_all(f'SELECT b, COUNT(*) FROM (SELECT {bucket} AS b FROM "cases"'
-                        ' WHERE "created_at" >= ? AND "created_at" < ?) x GROUP BY b',
+                        f' WHERE "created_at" >= ? AND "created_at" < ?{_NOT_MERGED_AWAY}) x GROUP BY b',
                         [utc(now - timedelta(hours=24)), utc(start), utc(end)])
     counts = {b: 0 for b in BUCKETS}
     counts.update({b: int(n) for b, n in rows})
