@@ -195,12 +195,18 @@ def due(name: str, spec: SlotSpec, tz: tzinfo, now: datetime, catch_up: str = LA
     'skipped' in the caller's transaction, so they are never done later.
 
     `run_first` False: a name that never had a slot recorded (a new installation, or
-    a job just configured) records its past slots as skipped and starts with the
-    next one — for mail to clients that the team sent by hand
-    before mailproc did (the monthly hours report on the 12th would be a repeat)."""
+    a job just configured) records its past slots as skipped, and a mark
+    f"{name}:since" that it has been seen, and starts with the next slot — for mail
+    to clients that the team sent by hand before mailproc did (the monthly hours
+    report on the 12th would be a repeat)."""
     if catch_up not in (LATEST, ALL):
         raise ValueError(f"catch_up must be {LATEST!r} or {ALL!r}, not {catch_up!r}")
     slots = [Slot(slot_key(name, o), o.at) for o in occurrences(spec, tz, now - lookback, now)]
+    if not run_first and not _ever(name):
+        for s in slots:
+            db.execute(_RECORD, [s.key, utc(s.at), utc(now), SKIPPED])
+        db.execute(_RECORD, [f"{name}:since"[:200], utc(now), utc(now), SKIPPED])
+        return []
     if not slots:
         return []
     marks = ", ".join("?" * len(slots))
@@ -208,10 +214,7 @@ def due(name: str, spec: SlotSpec, tz: tzinfo, now: datetime, catch_up: str = LA
                                            [s.key for s in slots])}
     newest = max((i for i, s in enumerate(slots) if s.key in recorded), default=-1)
     fresh = slots[newest + 1:]
-    if newest < 0 and not run_first and not _ever(name):
-        wanted = []
-    else:
-        wanted = fresh if catch_up == ALL and newest >= 0 else fresh[-1:]
+    wanted = fresh if catch_up == ALL and newest >= 0 else fresh[-1:]
     for s in slots:
         if s.key not in recorded and s not in wanted:
             db.execute(_RECORD, [s.key, utc(s.at), utc(now), SKIPPED])

@@ -137,6 +137,13 @@ def test_a_monthly_job_that_must_not_run_first_starts_with_its_next_slot(databas
     assert monthly(local(LISBON, 2026, 12, 8, 9, 0)) == ["hours:2026-12-08T09:00"]
     assert monthly(local(LISBON, 2027, 1, 16, 12, 0)) == ["hours:2027-01-08T09:00"]  # down from the 7th
     assert run("digest", DAILY, LISBON, local(LISBON, 2026, 11, 30, 7, 1)) == ["digest:2026-11-30T07:00"]  # default
+    # A first start with no slot in the lookback at all still goes on with the next one.
+    week = timedelta(days=7)
+    with db.transaction():
+        assert slots.due("callprep", spec, LISBON, local(LISBON, 2026, 11, 20), lookback=week, run_first=False) == []
+    with db.transaction():
+        assert [s.key for s in slots.due("callprep", spec, LISBON, local(LISBON, 2026, 12, 8, 9, 1), lookback=week,
+                                         run_first=False)] == ["callprep:2026-12-08T09:00"]
 
 
 def test_before_the_slot_nothing_is_due(database):
