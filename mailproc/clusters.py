@@ -30,6 +30,13 @@ Mails in different languages match through what they share — the product's
 and the error message's words, and PT/ES cognates (sincronização,
 sincronización: "sincro") — and not otherwise.
 
+Short mails: "please send me the invoice for March" is send/invoic/march once
+the small words are gone, and six routine mails of three words score 63-83
+against each other (two empty texts score 100). A case with fewer than
+`MIN_WORDS` compared words is therefore left out: it gets a cluster of its own
+(size 1, similarity 0, so the pass does not read it again) that nothing is
+compared with, so it neither joins a cluster nor lets one form around it.
+
 Which cases: every new case of the window except internal ones (the team's
 own, not customers hitting a problem). Cases later merged, split, or closed
 as spam stay in their cluster: a cluster is clustered minutes after the mail
@@ -40,10 +47,14 @@ At `SUGGEST_AT` members the leads (roster agents with a role containing
 "lead") get, once (`suggested_at`), a `known_issue_suggestion` mail listing the
 cases, each with a mailto link whose reply (tokened to that case and lead)
 carries `[known=ID-slug]`: the `known` command tags it. ID is the next free
-known-issue number (above every known= in use or suggested). At `PAGE_AT`
-the agent on call at `now` is paged, once (`paged_at`), with a
-`known_issue_page` mail holding a draft status-page post. The claims are
-conditional updates, so two daemons never mail twice.
+known-issue number (above every known= in use or suggested). At `PAGE_AT`, for
+a cluster of bugs only (`PAGED_TYPES`: many customers asking for the same thing
+is no outage), the agent on call at `now` is paged, once (`paged_at`), with a
+`known_issue_page` mail holding a draft status-page post; with nobody on call the
+page goes to the leads. The claims are conditional updates, so two daemons never
+mail twice, and a claim stands only when a mail was queued in the same
+transaction: with no lead, nobody on call or no mailbox, the claim is undone
+(with a warning) and the next pass that adds a case to the cluster tries again.
 """
 
 from __future__ import annotations
@@ -74,6 +85,8 @@ DESCRIPTION = 300  # characters of the text compared, after the subject
 STEM = 6  # letters of each word kept
 SUGGEST_AT = 3  # seed 002: 3 tickets — suggest a known issue
 PAGE_AT = 6  # seed 002: 6 tickets — page on-call at once, post on the status page
+PAGED_TYPES = ("bug",)  # cluster types that page on-call (others: the leads' suggestion only)
+MIN_WORDS = 4  # compared words a case needs to take part, see the module's docstring
 MAX_PER_PASS = 5000  # new cases taken by one pass; the rest wait for the next tick
 CASES_LISTED = 50  # in one mail
 
@@ -81,7 +94,7 @@ _WORD = re.compile(r"\w+")
 # Words every mail has in EN/PT/ES (accents folded, as `normal` leaves them): they say
 # nothing about the problem and would make any two short mails look alike.
 STOPWORDS = frozenset(normal("""
-    the and for with our not you your are was were this that have has from but all any cant can't dont don't
+    the and for with our not you your are was were this that have has from but all any can cant can't dont don't
     doesnt won't wont since when into just then them they their there what which will would could should been
     being about after again also some than very more most only other such here hello dear thanks thank regards
     please support team morning today yesterday anymore now get got still keep keeps does did its it's
@@ -113,6 +126,11 @@ def text_of(summary: str, description: str) -> str:
     """What two cases are compared by: see the module's docstring."""
     raw = normal(f"{_strip_prefixes(summary or '')} {(description or '')[:DESCRIPTION]}")
     return " ".join(sorted({w[:STEM] for w in _WORD.findall(raw) if len(w) >= 3 and w not in STOPWORDS}))
+
+
+def comparable(text: str) -> bool:
+    """Has `text` (a `text_of`) enough words to be compared with others?"""
+    return text.count(" ") + 1 >= MIN_WORDS if text else False
 
 
 def score(a: str, b: str) -> float:
@@ -149,14 +167,21 @@ def run(ctx: Context, now: datetime) -> Found:
         texts: dict[str, list[str]] = defaultdict(list)  # type -> texts compared with
         owners: dict[str, list[int]] = defaultdict(list)  # type -> the cluster of each text
         for cluster_id, kind, summary, description in _members(since, types):
-            texts[kind].append(text_of(summary, description))
-            owners[kind].append(cluster_id)
+            text = text_of(summary, description)
+            if comparable(text):
+                texts[kind].append(text)
+                owners[kind].append(cluster_id)
         grown: dict[int, tuple[int, datetime]] = {}  # cluster -> (members added, newest creation)
         members = []
         for case_id, kind, summary, description, created in new:
             text = text_of(summary, description)
+            if not comparable(text):  # a cluster of its own, never compared: see the docstring
+                cluster_id = db.insert(Cluster, type=kind, opened_at=created, last_at=created, size=1,
+                                       summary=(summary or "")[:500])
+                members.append(dict(cluster=cluster_id, case=case_id, similarity=0.0, added_at=utc(now)))
+                continue
             best = process.extractOne(text, texts[kind], scorer=fuzz.ratio, processor=None,
-                                      score_cutoff=THRESHOLD) if text and texts[kind] else None
+                                      score_cutoff=THRESHOLD) if texts[kind] else None
             if best is not None:
                 cluster_id, similarity = owners[kind][best[2]], float(best[1])
                 added, _ = grown.get(cluster_id, (0, created))
@@ -182,18 +207,28 @@ def run(ctx: Context, now: datetime) -> Found:
 
 def _claim(cluster_id: int, column: pw.Field, size: int, now: datetime) -> bool:
     """Set `column` (suggested_at / paged_at) to `now` if the cluster has `size`+ members and it
-    is not set yet: True for the one pass that set it."""
+    is not set yet: True for the one pass that set it (the row stays locked to the pass's end)."""
     return Cluster.update({column: utc(now)}).where(
         (Cluster.id == cluster_id) & column.is_null() & (Cluster.size >= size)).execute() == 1
 
 
+def _unclaim(cluster_id: int, column: pw.Field) -> None:
+    """Undo `_claim` when nothing could be mailed: the claim is owed to a later pass."""
+    Cluster.update({column: None}).where(Cluster.id == cluster_id).execute()
+
+
 def _announce(ctx: Context, cluster_id: int, now: datetime, found: Found) -> None:
     if _claim(cluster_id, Cluster.suggested_at, SUGGEST_AT, now):
-        suggest(ctx, Cluster.get_by_id(cluster_id), now)
-        found.suggested.append(cluster_id)
-    if _claim(cluster_id, Cluster.paged_at, PAGE_AT, now):
-        page(ctx, Cluster.get_by_id(cluster_id), now)
-        found.paged.append(cluster_id)
+        if suggest(ctx, Cluster.get_by_id(cluster_id), now):
+            found.suggested.append(cluster_id)
+        else:
+            _unclaim(cluster_id, Cluster.suggested_at)
+    cluster = Cluster.get_by_id(cluster_id)
+    if cluster.type in PAGED_TYPES and _claim(cluster_id, Cluster.paged_at, PAGE_AT, now):
+        if page(ctx, cluster, now):
+            found.paged.append(cluster_id)
+        else:
+            _unclaim(cluster_id, Cluster.paged_at)
 
 
 def slug(summary: str) -> str:
@@ -281,23 +316,31 @@ def status_post(cluster: Cluster, cases: list[Case]) -> str:
 
 
 def page(ctx: Context, cluster: Cluster, now: datetime) -> int:
-    """Page the agent on call at `now` with the `known_issue_page` of `cluster` (0: nobody)."""
+    """Page the agent on call at `now` with the `known_issue_page` of `cluster`, else (nobody on
+    call) each lead; how many were queued (0: nobody to page or no mailbox)."""
     settings = oncall.settings(ctx.config)
     cases = _cases(cluster)
     box = _mail.mailbox_of(ctx, cases[0]) if cases else None
     name = oncall.on_call(settings, ctx.config.timezone, now) if settings else None
     agent = roster_of(ctx).agent(name) if name else None
-    if agent is None or box is None:
-        log.warning("cluster %d: %s", cluster.id, "nobody is on call: not paged" if agent is None
+    paged = [agent] if agent is not None else _leads(ctx)
+    if not paged or box is None:
+        log.warning("cluster %d: %s", cluster.id, "nobody on call and no lead: not paged" if not paged
                     else "no mailbox to send from")
         return 0
+    if agent is None:
+        log.warning("cluster %d: nobody is on call: the leads are paged", cluster.id)
     known = cluster.known or f"{next_known_id()}-{slug(cluster.summary)}"
-    tz = agent.config.timezone
-    context = dict(_common(ctx, cluster, cases, known), tz=tz, now=now.astimezone(tz),
-                   agent_name=compose.printable_line(agent.config.display_name or agent.name, compose.MAX_NAME),
-                   cases=_listed(ctx, cases, known, agent.name, now, box.address),
-                   tokens_off=not ctx.config.token_keys, status_post=status_post(cluster, cases))
-    queued = outbox.render_and_queue(ctx, kind="known_issue_page", case=None, to=agent.address,
-                                     mail_from=box.address, context=context, in_reply_to=None, references=[],
-                                     now=now, automatic=False, reply=False, auto_submitted="auto-generated")
-    return 1 if queued else 0
+    sent = 0
+    for person in paged:
+        tz = person.config.timezone
+        context = dict(_common(ctx, cluster, cases, known), tz=tz, now=now.astimezone(tz),
+                       agent_name=compose.printable_line(person.config.display_name or person.name, compose.MAX_NAME),
+                       cases=_listed(ctx, cases, known, person.name, now, box.address),
+                       tokens_off=not ctx.config.token_keys, status_post=status_post(cluster, cases),
+                       on_call=agent is not None)
+        if outbox.render_and_queue(ctx, kind="known_issue_page", case=None, to=person.address,
+                                   mail_from=box.address, context=context, in_reply_to=None, references=[],
+                                   now=now, automatic=False, reply=False, auto_submitted="auto-generated"):
+            sent += 1
+    return sent

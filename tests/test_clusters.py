@@ -335,3 +335,91 @@ def test_run_once_clusters_new_mail_after_the_sweep(dovecot, imap_user, smtp, ma
         assert "Possible known issue" in got[0].message["Subject"]
     finally:
         db.close()
+
+
+# --- short routine mails, cluster types that page, and claims that need a recipient ---------------
+
+INVOICES = [("Invoice for March", "Please send me the invoice for March."),
+            ("invoice", "Hi, can you send the March invoice please? Thanks"),
+            ("Re: invoice March", "Please send invoice."),
+            ("March invoice", "Could you send me the invoice for March"),
+            ("Invoice please", "Send me the invoice, March."),
+            ("Fwd: invoice", "invoice for march please")]
+
+
+def test_short_texts_are_not_comparable():
+    assert not clusters.comparable(clusters.text_of("Help", ""))
+    assert not clusters.comparable(clusters.text_of("help!", "help"))
+    assert not clusters.comparable(clusters.text_of(*INVOICES[0]))
+    assert all(clusters.comparable(clusters.text_of(s, t)) for s, t in SYNC)
+
+
+def test_short_routine_mails_neither_open_nor_join_a_cluster(ctx):
+    made = [_case(s, t, T0 + timedelta(minutes=i), contact=f"c{i}@x{i}.example", type="bug")
+            for i, (s, t) in enumerate(INVOICES)]
+    found = clusters.run(ctx, T0 + timedelta(minutes=10))
+    assert found.joined == [] and found.suggested == [] and found.paged == []
+    assert len({_cluster_of(c) for c in made}) == len(made)  # each alone, none grows
+    assert {m.similarity for m in ClusterMember.select()} == {0.0}  # none was compared
+    # a full-length case like them is not drawn into them either
+    full = _case("Invoice for March missing", "Please send me the invoice for March, the PDF download page shows "
+                 "an error and the accounting export is empty", T0 + timedelta(minutes=20), contact="a@b.example")
+    found = clusters.run(ctx, T0 + timedelta(minutes=21))
+    assert found.joined == [] and found.opened == [_cluster_of(full)]
+    assert clusters.run(ctx, T0 + timedelta(minutes=30)).total == 0  # short ones are not read again
+    assert not _mails("known_issue_suggestion") and not _mails("known_issue_page")
+
+
+def test_six_alike_requests_suggest_a_known_issue_but_page_nobody(ctx):
+    made = [_case(s, t, T0 + timedelta(minutes=i), contact=f"c{i}@x{i}.example", type="request")
+            for i, (s, t) in enumerate(SYNC)]
+    found = clusters.run(ctx, T0 + timedelta(minutes=10))
+    cluster = Cluster.get_by_id(_cluster_of(made[0]))
+    assert cluster.size == 6 and found.suggested == [cluster.id] and found.paged == []
+    assert cluster.paged_at is None and not _mails("known_issue_page")
+    assert len(_mails("known_issue_suggestion")) == 2
+
+
+def _site(db_url, make_config, agents):
+    config = load(make_config(database=db_url, agents=agents, extra={"secret": SECRET},
+                              mailboxes=[dict(name="support", host="127.0.0.1", port=1, username="u", password="p",
+                                              address="support@example.com")]))
+    db.open_database(config.database)
+    return load_context(config, Clock(T0))
+
+
+def test_without_a_lead_or_anyone_on_call_nothing_is_claimed_and_a_later_pass_tries_again(db_url, make_config):
+    ctx = _site(db_url, make_config, {"zed": dict(address="zed@agents.example", teams="Support Team", hours=ALWAYS)})
+    try:
+        made = [_case(s, t, T0 + timedelta(minutes=i), contact=f"c{i}@x{i}.example")
+                for i, (s, t) in enumerate(SYNC)]
+        found = clusters.run(ctx, T0 + timedelta(minutes=10))
+        cluster = Cluster.get_by_id(_cluster_of(made[0]))
+        assert cluster.size == 6 and found.suggested == [] and found.paged == []
+        assert cluster.suggested_at is None and cluster.paged_at is None
+        assert not _mails("known_issue_suggestion") and not _mails("known_issue_page")
+        # the next case of the cluster finds the claims still open (still nobody: still unclaimed)
+        _case(*SYNC[0], T0 + timedelta(minutes=20), contact="seventh@x.example")
+        found = clusters.run(ctx, T0 + timedelta(minutes=21))
+        assert found.joined and found.suggested == [] and Cluster.get_by_id(cluster.id).suggested_at is None
+    finally:
+        db.close()
+
+
+def test_with_nobody_on_call_the_leads_are_paged(db_url, make_config):
+    agents = {"lena": dict(address="lena@agents.example", teams="Support Team", hours=ALWAYS, roles="lead"),
+              "zed": dict(address="zed@agents.example", teams="Support Team", hours=ALWAYS)}
+    ctx = _site(db_url, make_config, agents)
+    try:
+        assert oncall.settings(ctx.config) is None
+        made = [_case(s, t, T0 + timedelta(minutes=i), contact=f"c{i}@x{i}.example")
+                for i, (s, t) in enumerate(SYNC)]
+        found = clusters.run(ctx, T0 + timedelta(minutes=10))
+        cluster = Cluster.get_by_id(_cluster_of(made[0]))
+        assert found.suggested == [cluster.id] and found.paged == [cluster.id] and cluster.paged_at is not None
+        [page] = _mails("known_issue_page")
+        assert page.to_addr == "lena@agents.example"
+        text = _text(page)
+        assert "nobody is on call, so each lead is paged" in text and "We are investigating reports" in text
+    finally:
+        db.close()
