@@ -10,8 +10,10 @@ The due item belongs to the case (`exit_interview:<case id>`): a key shared by
 all cases of a contact would be one row holding the case that planned it first,
 so that case losing its tag would cancel the row, or make it stale for good,
 while another case of the contact is still tagged. "Once per contact" is the
-runner's: it sends nothing when an invitation already went to that address (an
-outbox row of the kind to it; outbox rows are kept), and records why.
+runner's: it claims the address under a unique key of `slot_run`
+(f"exit_interview:{address}") in the transaction that queues the mail, so two
+daemons sweeping two cases of one contact at once send one invitation, and a
+later tagging sends none (and records why).
 
 The invitation is mail we generate (`Auto-Submitted: auto-generated`) and
 neither counts toward nor is held by `autoreply_limit`: it goes at most once per
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mailproc import cases, db, due, outbox
+from mailproc import cases, db, due, outbox, slots
 from mailproc.context import Context
 from mailproc.due import Planned
 from mailproc.jobs import _mail
@@ -38,8 +40,6 @@ from mailproc.outbox import bare_address
 
 KIND = "exit_interview"
 _CUSTOMER_SQL = "SELECT internal, partner FROM customer WHERE id = ?"
-# Served by the outbox index on (to_addr, created_at).
-_INVITED_SQL = "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE to_addr = ? AND kind = ? LIMIT 1) t"
 _LAST_MESSAGE_SQL = ('SELECT "message_id" FROM "message" WHERE "case_id" = ? AND "message_id" IS NOT NULL'
                      ' ORDER BY "id" DESC LIMIT 1')
 
@@ -63,11 +63,6 @@ def plan(ctx: Context, case: Case) -> list[Planned]:
     return [Planned(KIND, key(case.id), aware(case.created_at))]
 
 
-def invited(address: str) -> bool:
-    """Whether an exit interview invitation was ever queued to `address`."""
-    return db.query_one(_INVITED_SQL, [bare_address(address).lower(), KIND])[0] > 0
-
-
 def _exit_interview(ctx: Context, case: Case, now: datetime) -> None:
     from mailproc.stages.thread import is_agent
     address = bare_address(case.contact).lower()
@@ -76,14 +71,13 @@ def _exit_interview(ctx: Context, case: Case, now: datetime) -> None:
         why = "the contact is an agent"
     elif address in ctx.config.our_addresses:
         why = f"{address} is one of our own mailboxes"
-    elif invited(address):
-        why = f"{address} was already invited to an exit interview"
-    if why:
-        cases.record(case, "mail_suppressed", now=now, new=KIND, detail=why)
-        return
     box = _mail.mailbox_of(ctx, case)
-    if box is None:
-        cases.record(case, "mail_suppressed", now=now, new=KIND, detail="no mailbox is configured to send from")
+    if why is None and box is None:
+        why = "no mailbox is configured to send from"
+    if why is None and not slots.claim(f"{KIND}:{address}"[:200], now, now):
+        why = f"{address} was already invited to an exit interview"
+    if why or box is None:
+        cases.record(case, "mail_suppressed", now=now, new=KIND, detail=why)
         return
     last = db.query_one(_LAST_MESSAGE_SQL, [case.id])
     context = _mail.case_context(ctx, case, box, ctx.config.timezone, now)
