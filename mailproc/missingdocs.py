@@ -5,7 +5,11 @@ customers with the same text, the answer belongs in a help article. So the
 relay records every agent answer (`record`: an `answer` row, the text bounded
 to `TEXT_LIMIT`), marked `documented` when it links an article of
 rules/help.toml — an answer that points to the article is what we want, not a
-gap. `find(start, end)` groups the undocumented answers of the window that
+gap. The link is looked for in the new text and in the hrefs of the reply's
+HTML part (`linked`): a mail client's HTML-only answer shows "see this article"
+with the URL only in the href, which the text taken from the HTML does not keep.
+Quoted parts (<blockquote>, and what follows a client's quote header block) are
+not the agent's answer and are skipped. `find(start, end)` groups the undocumented answers of the window that
 are near-identical (RapidFuzz `ratio` on normalized text at or above
 `THRESHOLD`) and reports a group spanning 3+ different cases.
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from html.parser import HTMLParser
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +52,10 @@ MAX_ANSWERS = 20000
 EXAMPLES = 5
 EXCERPT = 200
 _URL = re.compile(r"https?://[^\s<>\"')\]]+", re.IGNORECASE)
+HTML_READ = 200_000  # characters of a reply's HTML searched for article links
+# Where mail clients start the quoted mail below a reply: Gmail, Thunderbird, Outlook (web, desktop), Yahoo, Apple
+_QUOTE_MARKS = re.compile(r"gmail_quote|moz-cite-prefix|divRplyFwdMsg|appendonsend|OutlookMessageHeader|"
+                          r"yahoo_quoted|AppleOriginalContents", re.IGNORECASE)
 
 
 def url_key(url: str) -> str:
@@ -64,12 +73,52 @@ def documented(ctx: Context, text: str) -> bool:
     return bool(articles) and any(url_key(u) in articles for u in _URL.findall(text))
 
 
+class _Hrefs(HTMLParser):
+    """The hrefs of <a> elements outside quotes, up to the first quote mark of a mail client."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+        self.quoted = 0  # <blockquote> depth
+        self.done = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.done:
+            return
+        found = dict(attrs)
+        if _QUOTE_MARKS.search(f"{found.get('class') or ''} {found.get('id') or ''}"):
+            self.done = True
+        elif tag == "blockquote":
+            self.quoted += 1
+        elif tag == "a" and not self.quoted and found.get("href"):
+            self.hrefs.append(found["href"] or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "blockquote":
+            self.quoted = max(0, self.quoted - 1)
+
+
+def linked(ctx: Context, html: str) -> bool:
+    """Does the reply's own part of `html` (not what it quotes) link one of rules/help.toml's articles?"""
+    articles = {url_key(a.url) for a in ctx.rules.help.articles}
+    if not articles or not html:
+        return False
+    parser = _Hrefs()
+    try:
+        parser.feed(html[:HTML_READ])
+        parser.close()
+    except Exception:  # HTMLParser is lenient; keep what was read
+        pass
+    return any(url_key(h) in articles for h in parser.hrefs if _URL.match(h.strip()))
+
+
 def record(ctx: Context, case: Case, *, actor: str, text: str, now: datetime,
-           message: Message | None = None) -> Answer:
-    """Keep the agent's answer on `case` (in the caller's transaction)."""
+           message: Message | None = None, html: str = "") -> Answer:
+    """Keep the agent's answer on `case` (in the caller's transaction); `html` is the reply's
+    HTML part, if it has one (its article links count, see the module's docstring)."""
     text = text[:TEXT_LIMIT]
     return Answer.create(case=case, actor=actor.lower(), at=utc(now), text=text,
-                         documented=documented(ctx, text), message=message)
+                         documented=documented(ctx, text) or linked(ctx, html), message=message)
 
 
 def _compared(text: str) -> str:

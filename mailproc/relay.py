@@ -51,7 +51,8 @@ def relay(ctx: Context, case: Case, mail: ParsedMail, message: Message, *, agent
         cases.record(case, "agent_reply", now=now, actor=agent_address, message=message,
                      detail=f"answered the customer directly: {text[:EXCERPT]}")
         cases.touch(case, now, **times)
-        missingdocs.record(ctx, case, actor=agent_address, text=text, now=now, message=message)
+        missingdocs.record(ctx, case, actor=agent_address, text=text, now=now, message=message,
+                           html=mail.html)
         return Relayed("recorded", text, reply.truncated)
     box = next((b for b in ctx.config.mailboxes if b.name == case.mailbox), None) or (
         ctx.config.mailboxes[0] if ctx.config.mailboxes else None)
@@ -70,7 +71,8 @@ def relay(ctx: Context, case: Case, mail: ParsedMail, message: Message, *, agent
     cases.record(case, "agent_reply", now=now, actor=agent_address, message=message,
                  detail=f"relayed to {case.contact}: {text[:EXCERPT]}")
     cases.touch(case, now, **times)
-    missingdocs.record(ctx, case, actor=agent_address, text=text, now=now, message=message)
+    missingdocs.record(ctx, case, actor=agent_address, text=text, now=now, message=message,
+                           html=mail.html)
     return Relayed("relayed", text, reply.truncated)
 
 

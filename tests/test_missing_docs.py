@@ -5,6 +5,8 @@ groups the near-identical ones; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 from datetime import timedelta
 
 import pytest
@@ -122,6 +124,24 @@ def test_an_answer_with_a_help_article_link_is_documented_and_does_not_count(ctx
     assert [i["cases"] for i in missingdocs.find(end=T0 + timedelta(days=1))] == [3]
 
 
+HTML_ANSWER = (f'<div dir="ltr"><p>Hi Maria,</p><p>The steps are in <a href="{ARTICLE}?utm=mail">this article</a>.'
+               '</p><p>Best regards,<br>Ana</p></div>')
+QUOTED_ONLY = ('<div><p>Hi Maria, please clear the cache and log in again.</p></div>'
+               f'<blockquote><p>Customer wrote: I read <a href="{ARTICLE}">the article</a> already.</p></blockquote>')
+BELOW_QUOTE_HEADER = ('<div><p>Hi Maria, please clear the cache and log in again.</p></div>'
+                      f'<div class="gmail_quote"><p>On Monday you wrote:</p><a href="{ARTICLE}">link</a></div>')
+
+
+def test_an_article_link_only_in_the_replys_html_counts_and_a_quoted_one_does_not(ctx):
+    text = "Hi Maria,\n\nThe steps are in this article.\n\nBest regards,\nAna"  # what the HTML reads as
+    row = missingdocs.record(ctx, _case(1), actor=ANA, text=text, now=T0, html=HTML_ANSWER)
+    assert row.documented
+    assert not missingdocs.record(ctx, _case(2), actor=ANA, text=text, now=T0).documented
+    assert not missingdocs.linked(ctx, QUOTED_ONLY) and not missingdocs.linked(ctx, BELOW_QUOTE_HEADER)
+    assert not missingdocs.linked(ctx, '<a href="https://help.example.com/articles/other">x</a>')
+    assert not missingdocs.linked(ctx, "") and not missingdocs.linked(ctx, "<a href=")
+
+
 def test_an_answer_is_kept_bounded(ctx):
     row = _answer(ctx, _case(1), "x" * 10_000, T0)
     assert len(Answer.get_by_id(row.id).text) == missingdocs.TEXT_LIMIT
@@ -151,3 +171,14 @@ def test_a_relayed_answer_and_a_direct_one_are_recorded(desk):
     assert rows[0].text.startswith("Hi Maria,") and "Best regards" in rows[0].text
     assert rows[0].message is not None and rows[0].message.message_id == "answer-1@test.example"
     assert desk.outgoing("agent_reply")  # the first was relayed, and recorded
+
+
+def test_an_html_only_answer_linking_an_article_is_documented(desk):
+    message = email.message_from_bytes(mail("Re: [Case #1] Cannot log in", "x", sender=ANA, message_id="html-1",
+                                            headers={"In-Reply-To": desk.token_id()}), policy=email.policy.default)
+    message.set_content(HTML_ANSWER, subtype="html")
+    desk.deliver(message.as_bytes())
+    db.open_database(load(desk.config).database)
+    [row] = list(Answer.select())
+    assert row.documented and "this article" in row.text and ARTICLE not in row.text
+    assert desk.outgoing("agent_reply")
