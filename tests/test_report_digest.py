@@ -123,9 +123,9 @@ def test_the_trend_counts_fourteen_local_days(ctx):
     case(START + timedelta(hours=2))
     trend = _build(ctx).data["trend"]
     assert len(trend) == 14
-    assert trend[0] == {"day": "2026-07-01", "new": 1, "closed": 0, "net": 1}
-    assert trend[11] == {"day": "2026-07-12", "new": 0, "closed": 1, "net": -1}
-    assert trend[13] == {"day": "2026-07-14", "new": 2, "closed": 0, "net": 2}
+    assert trend[0] == {"day": "2026-07-01", "new": 1, "closed": 0, "merged": 0, "net": 1}
+    assert trend[11] == {"day": "2026-07-12", "new": 0, "closed": 1, "merged": 0, "net": -1}
+    assert trend[13] == {"day": "2026-07-14", "new": 2, "closed": 0, "merged": 0, "net": 2}
     assert sum(t["new"] for t in trend) == 3
     assert "2026-07-12  new    0  closed    1  net    -1" in lines(_build(ctx))
 
@@ -475,3 +475,77 @@ def test_the_outcomes_report_text_line_by_line(site, capsys):
         "Unhappy:", f"#{sad} (unassigned): Export question"]
     report = reports.build(ctx, "outcomes", day=LISBON_DAY, now=NOW)
     assert report.subject == "Outcomes 2026-07-14: 2 case(s) closed" and html.problems(report.html) == []
+
+
+def test_a_merged_duplicate_is_apart_from_closed_resolution_and_first_response(ctx):
+    survivor = case(START - timedelta(days=2), status="closed", closed_at=START + timedelta(hours=5),
+                    first_response_at=START - timedelta(days=2) + timedelta(minutes=30))
+    dup = case(START + timedelta(hours=1), status="closed", closed_at=START + timedelta(hours=1, minutes=5))
+    db.insert(CaseLink, case=dup, other=survivor, kind="merged_into", created_at=utc(START + timedelta(hours=1,
+                                                                                                       minutes=5)))
+    report = _build(ctx)
+    d = report.data
+    v = d["volumes"]
+    assert (v["new"]["total"], v["closed"]["total"], v["merged"], v["net"]) == (1, 1, 1, -1)
+    assert v["closed"]["total"] == d["outcomes"]["total"] == 1  # "Closed" and "Outcomes" agree
+    # the merge's 5 minutes are no resolution
+    assert (d["resolution"]["count"], d["resolution"]["average_hours"]) == (1, 53.0)
+    assert d["first_response"]["total"] == 0 and d["first_response"]["buckets"]["overdue"] == 0
+    assert d["trend"][-1] == {"day": "2026-07-14", "new": 1, "closed": 1, "merged": 1, "net": -1}
+    text = lines(report)
+    assert "Closed: 1 (and 1 merged into other cases)" in text and "Net growth: -1 (goal 0)" in text
+    assert "2026-07-14  new    1  closed    1  net    -1  (1 merged)" in text
+    assert "closed (+1 merged)" in report.html
+
+
+LONG = ("Não consigo exportar as faturas mensais para o sistema de contabilidade — ошибка экспорта, "
+        "東京オフィスの請求書 — the export fails every time with error E-4012 after the upload step finishes ")[:240]
+
+
+def _fill_every_list(n: int = 60) -> None:
+    """n red + stuck, n long holds, n closed unhappy (satisfaction and outcomes), 25 clusters of 20,
+    12 missing docs: every list of the digest full, each summary 240 characters of mixed scripts."""
+    from mailproc.models import Answer, Cluster, ClusterMember
+    import random
+    for _ in range(n):
+        case(START - timedelta(days=6), status="assigned", sla_due=NOW - timedelta(hours=1),
+             waiting_since=NOW - timedelta(days=6), summary=LONG)
+        case(START - timedelta(days=40), status="pending_development", long_hold_at=NOW - timedelta(days=2),
+             summary=LONG)
+        case(START - timedelta(days=3), status="closed", closed_at=START + timedelta(hours=1),
+             satisfaction="unsatisfied", satisfaction_at=START + timedelta(hours=2), summary=LONG)
+    for k in range(25):
+        ids = [case(START + timedelta(hours=1), type="bug", summary=f"{k} {LONG}") for _ in range(20)]
+        cluster = db.insert(Cluster, type="bug", opened_at=utc(START), last_at=utc(START + timedelta(hours=1)),
+                            size=20, summary=f"{k} {LONG}")
+        for number in ids:
+            db.insert(ClusterMember, cluster=cluster, case=number, similarity=90.0, added_at=utc(START))
+    words = LONG.split() + [f"w{i}" for i in range(300)]
+    rng = random.Random(8)
+    for k in range(12):
+        answer = " ".join(rng.choice(words) for _ in range(60))
+        for i in range(3):
+            db.insert(Answer, case=case(START), actor="ana@example.com", at=utc(START + timedelta(hours=k, minutes=i)),
+                      text=answer, documented=False)
+
+
+def test_every_list_full_with_long_summaries_stays_under_gmails_clip(ctx, monkeypatch):
+    _fill_every_list()
+    report = _build(ctx)  # asserts html.problems(report.html) == []
+    d = report.data
+    assert (d["sla"]["red"]["count"], d["stuck"]["waiting"]["count"], d["stuck"]["holds"]["count"]) == (60, 60, 60)
+    assert (d["satisfaction"]["unhappy"]["count"], d["outcomes"]["unhappy"]["count"]) == (60, 60)
+    assert len(d["knowledge"]["clusters"]) == 25 and len(d["knowledge"]["missing_docs"]) == 12
+    size = len(report.html.encode("utf-8"))
+    assert size < html.LIMIT
+    # the HTML lists a part, says how many more and where the rest is; the text part has the full lists
+    assert "Red: 60" in report.html and "… and 48 more" in report.html
+    assert "mailproc report digest --for 2026-07-14" in report.html and "… and 15 more clusters" in report.html
+    text = report.text.splitlines()
+    assert sum(1 for line in text if line.startswith("#") and " h over: " in line) == queries.LIST_LIMIT
+    assert "KNOWN-ISSUE CLUSTERS: 25" in text
+    # when the rows still do not fit, fewer are listed until the part passes
+    monkeypatch.setattr(digest, "LIMIT", size - 1)
+    smaller = digest.build(ctx, day=LISBON_DAY, now=NOW)
+    assert len(smaller.html.encode("utf-8")) < size - 1 and "Red: 60" in smaller.html
+    assert "… and 52 more" in smaller.html and smaller.text == report.text

@@ -46,8 +46,10 @@ LOOKBACK = timedelta(days=366)  # how far back a wait start is searched for the 
 # queries return): css-inline writes each cell's style into it (~100 bytes a cell), so five
 # lists of 50 rows, or 25 clusters of 20, pass Gmail's ~100 KB clip. Each step is tried in
 # turn until the finished part passes `html.problems` (the last lists counts only).
-HTML_LIMITS = ({"rows": 12, "clusters": 10, "members": 5}, {"rows": 8, "clusters": 6, "members": 3},
-               {"rows": 5, "clusters": 4, "members": 2}, {"rows": 0, "clusters": 0, "members": 0})
+HTML_LIMITS = ({"rows": 12, "clusters": 10, "members": 5, "examples": 3},
+               {"rows": 8, "clusters": 6, "members": 3, "examples": 2},
+               {"rows": 5, "clusters": 4, "members": 2, "examples": 1},
+               {"rows": 0, "clusters": 0, "members": 0, "examples": 0})
 
 
 def bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
