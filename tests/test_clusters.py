@@ -423,3 +423,15 @@ def test_with_nobody_on_call_the_leads_are_paged(db_url, make_config):
         assert "nobody is on call, so each lead is paged" in text and "We are investigating reports" in text
     finally:
         db.close()
+
+
+def test_a_known_issues_open_cases_leave_out_resolved_and_pending_closure(ctx):
+    made = [_case(s, t, T0 + timedelta(minutes=i), contact=f"c{i}@x{i}.example") for i, (s, t) in enumerate(SYNC[:4])]
+    for case, status in zip(made, ("resolved", "pending_closure", "closed", "assigned")):
+        cases.set_field(case, "known_issue", "5-calendar-sync", actor="lena@agents.example",
+                        now=T0 + timedelta(hours=1))
+        Case.update(status=status).where(Case.id == case.id).execute()
+    built = report.build(ctx, day=T0.date(), now=T0 + timedelta(hours=2))
+    [known] = built.data["known_issues"]
+    assert len(known["cases"]) == 4 and known["open"] == 1
+    assert "5-calendar-sync: 4 cases, 1 open" in built.text
