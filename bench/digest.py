@@ -157,7 +157,7 @@ def fill(database: pw.Database, d: Dialect, n: int, recent: int) -> dict[str, in
     def run(sql: str, label: str) -> None:
         t = time.perf_counter()
         with database.atomic():
-            database.execute_sql(sql)
+            database.execute_sql(sql if d.sqlite else sql.replace("%", "%%"))  # psycopg2 reads % as a placeholder
         print(f"  {label}: {time.perf_counter() - t:5.1f} s", file=sys.stderr, flush=True)
 
     columns, select = case_select(d, n, recent)
