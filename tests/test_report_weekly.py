@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -17,6 +18,8 @@ from mailproc.config import load
 from mailproc.context import load_context
 from mailproc.models import Case, Outbox, Person
 from mailproc.reports import html, weekly
+
+from helpers import run
 
 UTC = timezone.utc
 # The digest's zone is Chicago (UTC-6 in November): the week of Mon 2026-11-23 runs from
@@ -258,3 +261,16 @@ def test_the_monday_slot_mails_the_leads_once(ctx):
     assert mail["Auto-Submitted"] == "auto-generated"
     assert "New cases:    1 (week before 0, +1)" in mail.get_body(("plain",)).get_content()
     assert scheduled.Scheduler(ctx, _jobs=weekly.slot_jobs(ctx)).run(NOW + timedelta(minutes=5)).mails == 0
+
+
+def test_mailproc_report_weekly_prints_the_same_figures(ctx, capsys):
+    case(at(11, 24), type="bug", priority="P2", tier="T4", summary="Sync stalls")
+    expected = build(ctx, day=date(2026, 11, 25)).data
+    code, out = run(ctx.config.path, "report", "weekly", "--for", "2026-11-25", "--format", "json",
+                    now=NOW.isoformat(), capsys=capsys)
+    assert code == 0
+    printed = json.loads(out)
+    assert printed["week"] == expected["week"] and printed["volumes"] == expected["volumes"]
+    assert printed["open_loops"]["count"] == 1 and printed["open_loops"]["cases"][0]["summary"] == "Sync stalls"
+    code, out = run(ctx.config.path, "report", "weekly", "--for", "2026-11-25", now=NOW.isoformat(), capsys=capsys)
+    assert code == 0 and "New cases:    1 (week before 0, +1)" in out.splitlines()
