@@ -80,6 +80,16 @@ def test_the_default_week_is_the_one_before_the_latest_monday_slot(ctx):
     assert build(ctx, day=date(2026, 11, 30)).data["week"]["monday"] == "2026-11-30"
 
 
+def test_a_week_with_the_autumn_clock_change_has_169_hours(ctx):
+    # Chicago leaves daylight time on Sun 2026-11-01: the week starts at 00:00 CDT (05:00 UTC)
+    # on Mon 26 Oct and ends at 00:00 CST (06:00 UTC) on Mon 2 Nov.
+    case(datetime(2026, 11, 2, 5, 30, tzinfo=UTC))  # Sun 1 Nov 23:30 CST: in the week
+    case(datetime(2026, 10, 26, 4, 59, tzinfo=UTC))  # Sun 25 Oct 23:59 CDT: the week before
+    data = build(ctx, day=date(2026, 10, 28)).data
+    assert (data["week"]["start"], data["week"]["end"]) == ("2026-10-26T05:00:00+00:00", "2026-11-02T06:00:00+00:00")
+    assert (data["volumes"]["new"], data["volumes"]["previous"]["new"]) == (1, 1)
+
+
 # --- volumes ------------------------------------------------------------------------------------------------------
 
 
