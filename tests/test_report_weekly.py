@@ -284,3 +284,19 @@ def test_mailproc_report_weekly_prints_the_same_figures(ctx, capsys):
     assert printed["open_loops"]["count"] == 1 and printed["open_loops"]["cases"][0]["summary"] == "Sync stalls"
     code, out = run(ctx.config.path, "report", "weekly", "--for", "2026-11-25", now=NOW.isoformat(), capsys=capsys)
     assert code == 0 and "New cases:    1 (week before 0, +1)" in out.splitlines()
+
+
+def test_configured_recipients_replace_the_leads(db_url, make_config):
+    box = dict(name="support", host="localhost", port=143, username="u", password="p",
+               address="support@example.com")
+    path = make_config(database=db_url, mailboxes=[box])
+    path.write_text(path.read_text() + "\n[digest]\nrecipients = guard@example.org, cto@example.org\n"
+                    "weekly = Fri 16:00\n", encoding="utf-8")
+    config = load(path)
+    db.open_database(config.database)
+    context = load_context(config, Clock(NOW))
+    Person.create(address="ana@agents.example", handle="ana", name="Ana", role="lead")
+    assert weekly.build(context, day=None, now=NOW).to == ["guard@example.org", "cto@example.org"]
+    # the latest Friday 16:00 slot was on the 27th: the week before it is Mon 16 to Sun 22 November
+    assert weekly.build(context, day=None, now=NOW).data["week"]["monday"] == "2026-11-16"
+    assert [(j.name, j.spec.text) for j in weekly.slot_jobs(context)] == [("weekly", "Fri 16:00")]
