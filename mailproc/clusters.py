@@ -70,7 +70,7 @@ from urllib.parse import quote
 import peewee as pw
 from rapidfuzz import fuzz, process
 
-from mailproc import compose, db, oncall, outbox, tokens
+from mailproc import compose, db, oncall, outbox, reports, tokens
 from mailproc.context import Context, roster_of
 from mailproc.jobs import _mail
 from mailproc.models import TYPE_LABELS, Case, Cluster, ClusterMember, aware, utc
@@ -254,10 +254,6 @@ def _cases(cluster: Cluster) -> list[Case]:
                 .order_by(ClusterMember.id).limit(CASES_LISTED))
 
 
-def _leads(ctx: Context):
-    return [a for a in roster_of(ctx).agents if any("lead" in r for r in a.config.roles)]
-
-
 def _listed(ctx: Context, cases: list[Case], known: str, agent_name: str | None, now: datetime,
             mailbox: str) -> list[dict[str, Any]]:
     """The cases as a mail lists them; with `agent_name`, each with a mailto link whose reply
@@ -291,7 +287,7 @@ def suggest(ctx: Context, cluster: Cluster, now: datetime) -> int:
     known = f"{next_known_id()}-{slug(cluster.summary)}"
     Cluster.update(known=known).where(Cluster.id == cluster.id).execute()
     box = _mail.mailbox_of(ctx, cases[0]) if cases else None
-    leads = _leads(ctx)
+    leads = reports.leads(ctx)
     if box is None or not leads:
         log.warning("cluster %d: %s", cluster.id, "no mailbox to send from" if box is None else "no lead to tell")
         return 0
@@ -323,7 +319,7 @@ def page(ctx: Context, cluster: Cluster, now: datetime) -> int:
     box = _mail.mailbox_of(ctx, cases[0]) if cases else None
     name = oncall.on_call(settings, ctx.config.timezone, now) if settings else None
     agent = roster_of(ctx).agent(name) if name else None
-    paged = [agent] if agent is not None else _leads(ctx)
+    paged = [agent] if agent is not None else reports.leads(ctx)
     if not paged or box is None:
         log.warning("cluster %d: %s", cluster.id, "nobody on call and no lead: not paged" if not paged
                     else "no mailbox to send from")

@@ -12,10 +12,10 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from mailproc import cases, db, scheduled
+from mailproc import cases, db, roster, scheduled
 from mailproc.clock import Clock
 from mailproc.config import load
-from mailproc.context import load_context
+from mailproc.context import load_context, roster_of
 from mailproc.models import Case, Outbox, Person
 from mailproc.reports import html, weekly
 
@@ -37,15 +37,18 @@ def at(month: int, day: int, hour: int = 12, minute: int = 0) -> datetime:
 def ctx(db_url, make_config):
     box = dict(name="support", host="localhost", port=143, username="u", password="p",
                address="support@example.com")
-    path = make_config(database=db_url, mailboxes=[box], extra={"timezone": "Europe/Lisbon"})
+    agents = {"ana": {"address": "ana@agents.example", "roles": "lead"},
+              "bob": {"address": "bob@agents.example"},
+              "rex": {"address": "rex@agents.example", "roles": "oncall, lead"}}
+    path = make_config(database=db_url, mailboxes=[box], extra={"timezone": "Europe/Lisbon"}, agents=agents)
     path.write_text(path.read_text() + "\n[digest]\ntimezone = America/Chicago\n", encoding="utf-8")
     config = load(path)
     db.open_database(config.database)
-    Person.create(address="ana@agents.example", handle="ana", name="Ana", role="lead")
-    Person.create(address="bob@agents.example", handle="bob", name="Bob", role="agent")
-    Person.create(address="rex@agents.example", handle="rex", name="Rex", role="oncall,lead")
+    ctx = load_context(config, Clock(NOW))
+    roster.sync(roster_of(ctx))
+    # A lead who left the config: kept inactive in the database, never mailed.
     Person.create(address="old@agents.example", handle="old", name="Old", role="lead", active=False)
-    yield load_context(config, Clock(NOW))
+    yield ctx
     db.close()
 
 

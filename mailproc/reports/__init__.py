@@ -69,6 +69,21 @@ def build(ctx: Context, name: str, *, day: date | None, now: datetime, agent: st
     return module(name).build(ctx, day=day, now=now, agent=agent)
 
 
+def leads(ctx: Context) -> list:
+    """The roster's agents with the role `lead` (`roster.Agent`s), in roster order."""
+    from mailproc.context import roster_of
+    return [a for a in roster_of(ctx).agents if "lead" in a.config.roles]
+
+
+def recipients(ctx: Context) -> list[str]:
+    """Who gets the leads' digests: `[digest] recipients`, else every lead (read when the
+    digest goes, so a new lead gets the next one)."""
+    digest = ctx.config.digest
+    if digest is not None and digest.recipients:
+        return list(digest.recipients)
+    return sorted(a.address for a in leads(ctx))
+
+
 def mail_from(ctx: Context) -> str:
     """Reports go out from the first mailbox: the address the team knows as the desk's."""
     if not ctx.config.mailboxes:

@@ -28,8 +28,8 @@ import logging
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 from mailproc.context import Context
-from mailproc.models import PRIORITY_LABELS, TYPE_LABELS, Person
-from mailproc.reports import Report, html as finishing, queries, send
+from mailproc.models import PRIORITY_LABELS, TYPE_LABELS
+from mailproc.reports import Report, html as finishing, queries, recipients, send
 from mailproc.reports.html import LIMIT
 from mailproc.scheduled import SlotJob
 from mailproc.slots import Slot
@@ -78,14 +78,6 @@ def stuck_cutoff(ctx: Context, now: datetime) -> datetime:
         else:
             high = middle
     return low.replace(microsecond=0)
-
-
-def recipients(ctx: Context) -> list[str]:
-    """`[digest] recipients`, else every active agent with the `lead` role."""
-    if ctx.config.digest.recipients:
-        return list(ctx.config.digest.recipients)
-    leads = Person.select(Person.address, Person.role).where(Person.active == True).order_by(Person.address)  # noqa: E712
-    return [p.address for p in leads if "lead" in {r.strip() for r in (p.role or "").split(",")}]
 
 
 def figures(ctx: Context, day: date, now: datetime) -> dict:

@@ -210,9 +210,7 @@ def _render(ctx: Context, m: Month, companies: list[dict[str, Any]], *, audience
 
 def leads(ctx: Context) -> list[str]:
     """The leads' addresses; without a lead, every agent's (someone must hear)."""
-    agents = roster_of(ctx).agents
-    leads = [a.address for a in agents if "lead" in a.config.roles]
-    return leads or [a.address for a in agents]
+    return [a.address for a in reports.leads(ctx)] or [a.address for a in roster_of(ctx).agents]
 
 
 def owner_copies(ctx: Context, owner: str | None) -> list[str]:

@@ -99,7 +99,6 @@ REVIEW = ('SELECT c."id", c."summary", c."status", c."tags", MAX(e."at"), p."han
           ' FROM "event" e JOIN "cases" c ON c."id" = e."case_id" LEFT JOIN "person" p ON p."id" = c."assignee_id"'
           + _REVIEW_WHERE + ' GROUP BY c."id", c."summary", c."status", c."tags", p."handle", p."address"'
           ' ORDER BY MAX(e."at"), c."id" LIMIT ?')
-LEADS = 'SELECT "address" FROM "person" WHERE "active" = ? AND LOWER("role") LIKE ? ORDER BY "address"'
 
 
 def _squash(tag: str) -> str:
@@ -296,15 +295,6 @@ def _tags(value: Any) -> list[str]:
     return list(value) if isinstance(value, list) else []
 
 
-def recipients(ctx: Context) -> list[str]:
-    """`[digest] recipients`, else every active agent whose roles include lead (read now, so a
-    new lead gets the next digest)."""
-    digest = ctx.config.digest
-    if digest is not None and digest.recipients:
-        return list(digest.recipients)
-    return [address for (address,) in db.query_all(LEADS, [True, "%lead%"])]
-
-
 # --- the report ---------------------------------------------------------------------------------------------------
 
 
@@ -329,7 +319,7 @@ def build(ctx: Context, *, day: date | None, now: datetime, agent: str | None = 
     data["list_limit"] = LIST_LIMIT
     rendered = ctx.templates.render(KIND, data=data, bar=bar, local=_local(tz), monday=monday, sunday=sunday)
     return Report(kind=KIND, subject=rendered.subject, data=data, text=rendered.text,
-                  html=report_html.finish(rendered.html), to=recipients(ctx))
+                  html=report_html.finish(rendered.html), to=reports.recipients(ctx))
 
 
 def _local(tz: tzinfo):
