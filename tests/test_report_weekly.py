@@ -169,6 +169,14 @@ def test_known_issues_are_grouped_with_cases_opened_closed_and_still_open(ctx):
     assert "102-login-loop: 2 cases, 2 opened, 1 closed, 0 still open (new) (done)" in text
 
 
+def test_a_known_issue_that_began_after_an_earlier_week_is_not_new_in_it(ctx):
+    case(at(11, 25), known_issue="103-export-empty")  # still open, so listed in any week's digest
+    earlier = weekly.build(ctx, day=date(2026, 11, 17), now=NOW).data["known_issues"]["issues"]
+    assert [(k["known_issue"], k["new"]) for k in earlier] == [("103-export-empty", False)]
+    this_week = build(ctx).data["known_issues"]["issues"]
+    assert [(k["known_issue"], k["new"]) for k in this_week] == [("103-export-empty", True)]
+
+
 # --- on-call pages ------------------------------------------------------------------------------------------------
 
 
@@ -197,6 +205,15 @@ def test_pages_of_the_week_with_their_acknowledgement_times(ctx):
     assert ("ON-CALL PAGES: 4 cases paged, 2 acknowledged (1 within 60 min), 2 never acknowledged") in text
     assert "Acknowledged after 70 min on average, 120 min at the longest." in text
     assert f"#{never.id} P1 T1, paged Fri 27 Nov 06:00: NOT ACKNOWLEDGED - Checkout down" in text
+
+
+def test_an_acknowledgement_at_exactly_the_limit_is_in_time_on_both_databases(ctx):
+    """SQLite's julianday is a float of days: an hour computed from it can be 3600.0000001 s."""
+    for n in range(40):
+        paged = at(11, 24, 1) + timedelta(minutes=n * 7, seconds=n * 13, microseconds=n * 12345)
+        case(at(11, 24), priority="P1", paged_at=paged, page_ack_at=paged + timedelta(hours=1))
+    pages = build(ctx).data["pages"]
+    assert (pages["acknowledged"], pages["acknowledged_in_time"]) == (40, 40)
 
 
 # --- tagged for review --------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import peewee as pw
 from mailproc import db, oncall, reports, slots
 from mailproc.context import Context
 from mailproc.models import CASE_TYPES, PRIORITIES, PRIORITY_LABELS, STATUSES, TYPE_LABELS, aware, utc
-from mailproc.reports import Report, html as report_html
+from mailproc.reports import Report, html as report_html, queries
 from mailproc.scheduled import SlotJob
 
 KIND = "weekly"
@@ -77,8 +77,6 @@ KNOWN = (f'SELECT "known_issue", COUNT(*), {_KNOWN_SUMS}, MIN("created_at") FROM
          f' ORDER BY SUM({_STILL_OPEN}) DESC, COUNT(*) DESC, "known_issue" LIMIT ?')
 _ACKED = '"page_ack_at" >= "paged_at"'  # an [ack] older than the page answered an earlier one
 # Seconds from the page to its acknowledgement, in each database's arithmetic.
-_ACK_SECONDS = {"sqlite": '((julianday("page_ack_at") - julianday("paged_at")) * 86400.0)',
-                "postgresql": 'EXTRACT(EPOCH FROM ("page_ack_at" - "paged_at"))'}
 PAGE_STATS = ('SELECT COUNT(*), SUM(CASE WHEN {acked} THEN 1 ELSE 0 END),'
               ' SUM(CASE WHEN {acked} AND {secs} <= ? THEN 1 ELSE 0 END),'
               ' AVG(CASE WHEN {acked} THEN {secs} END), MAX(CASE WHEN {acked} THEN {secs} END)'
@@ -234,7 +232,7 @@ def known_issues(start: datetime, end: datetime) -> dict:
         opened, closed, still_open = int(opened or 0), int(closed or 0), int(still_open or 0)
         issues.append({"known_issue": name, "cases": int(total), "opened": opened, "closed": closed,
                        "open": still_open, "first_case_at": _iso(first),
-                       "new": first is not None and utc(first) >= start,
+                       "new": first is not None and start <= utc(first) < end,
                        "done": still_open == 0 and closed > 0})
     return {"count": len(issues), "new": sum(1 for i in issues if i["new"]),
             "done": sum(1 for i in issues if i["done"]), "issues": issues}
@@ -243,7 +241,7 @@ def known_issues(start: datetime, end: datetime) -> dict:
 def pages(ctx: Context, start: datetime, end: datetime) -> dict:
     settings = oncall.settings(ctx.config)
     within = settings.ack_within if settings is not None else DEFAULT_ACK_WITHIN
-    secs = _ACK_SECONDS[_dialect()]
+    secs = queries.seconds('"paged_at"', '"page_ack_at"')  # whole milliseconds: an ack at 60 min is in time
     stats = PAGE_STATS.format(acked=_ACKED, secs=secs)
     count, acked, in_time, average, longest = db.query_one(stats, [within.total_seconds(), start, end])
     listed = []
