@@ -9,9 +9,18 @@ gap. The link is looked for in the new text and in the hrefs of the reply's
 HTML part (`linked`): a mail client's HTML-only answer shows "see this article"
 with the URL only in the href, which the text taken from the HTML does not keep.
 Quoted parts (<blockquote>, and what follows a client's quote header block) are
-not the agent's answer and are skipped. `find(start, end)` groups the undocumented answers of the window that
-are near-identical (RapidFuzz `ratio` on normalized text at or above
-`THRESHOLD`) and reports a group spanning 3+ different cases.
+not the agent's answer and are skipped.
+
+Each undocumented answer is compared ONCE, when recorded, with the undocumented
+answers of the last `WINDOW` (RapidFuzz `ratio` on normalized text at or above
+`THRESHOLD`): it takes the group (`group_id`) of its best match, else starts its
+own (its own id). `find(start, end)` is then an aggregate: the groups with answers
+on `MIN_CASES`+ different cases among the window's undocumented answers, and one
+query for their examples. A documented answer has no group: it neither counts nor
+anchors one. An answer older than `WINDOW` when a new one is recorded is not compared,
+so it anchors nothing; a group may still carry an old first answer's id as its label
+when the chain of near-identical answers between them stayed within the window, but
+`find` counts only the answers inside its window.
 
 Why `ratio` at 85: a reused answer differs by the greeting's name, a case
 number, a date or a typo fixed — a few per cent of a 200-character text
@@ -20,11 +29,14 @@ number, a date or a typo fixed — a few per cent of a 200-character text
 their order, and score 50-70. `ratio` (not `partial_ratio` or token sets)
 because a short answer inside a long one is not the same answer.
 
-Cost: only the window's undocumented answers are read (the `answer.at`
-index), at most `MAX_ANSWERS` of the newest, and only answers whose lengths
-allow the threshold are compared: ratio = 2·matches / (len a + len b), so
-`THRESHOLD` bounds the length ratio; answers are put in length bands of that
-ratio and each band is compared (`process.extract`, in C) with itself and the next.
+Cost of `record`, bounded: ratio = 2·matches / (len a + len b), so `THRESHOLD`
+bounds the length ratio; only the window's undocumented answers whose compared
+length (`size`) is within that ratio are read, the newest `CANDIDATES` of them (the
+(at, size) index: walked from the newest, the length checked in the index), and
+compared in C (`process.extractOne` with the cutoff). The compared text is stored,
+so no candidate is normalized again. A repeated answer whose previous copies are
+all older than the newest `CANDIDATES` of its length band starts a new group; at
+the benchmark's 50,000 answers a month that is about a day of the band.
 """
 
 from __future__ import annotations
@@ -32,13 +44,16 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from html.parser import HTMLParser
 from datetime import datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
 from rapidfuzz import fuzz, process
 
+from peewee import fn
+
+from mailproc import db
 from mailproc.context import Context
 from mailproc.models import Answer, Case, Message, aware, utc
 from mailproc.rules.help import normal
@@ -48,7 +63,7 @@ TEXT_LIMIT = 2000  # characters of an answer kept
 COMPARED = 600  # characters of the normalized answer compared: the substance is at the start
 THRESHOLD = 85.0
 MIN_CASES = 3  # seed 002: "three duplicate answers means a doc is missing"
-MAX_ANSWERS = 20000
+CANDIDATES = 2000  # answers of the length band a new answer is compared with, the newest
 EXAMPLES = 5
 EXCERPT = 200
 _URL = re.compile(r"https?://[^\s<>\"')\]]+", re.IGNORECASE)
@@ -114,51 +129,52 @@ def linked(ctx: Context, html: str) -> bool:
 
 def record(ctx: Context, case: Case, *, actor: str, text: str, now: datetime,
            message: Message | None = None, html: str = "") -> Answer:
-    """Keep the agent's answer on `case` (in the caller's transaction); `html` is the reply's
-    HTML part, if it has one (its article links count, see the module's docstring)."""
+    """Keep the agent's answer on `case` (in the caller's transaction), in the group of its best
+    near-identical match of the last `WINDOW` if undocumented; `html` is the reply's HTML part,
+    if it has one (its article links count, see the module's docstring)."""
     text = text[:TEXT_LIMIT]
-    return Answer.create(case=case, actor=actor.lower(), at=utc(now), text=text,
-                         documented=documented(ctx, text) or linked(ctx, html), message=message)
+    compared = _compared(text)
+    is_documented = documented(ctx, text) or linked(ctx, html)
+    group = None if is_documented else match(compared, now)
+    row = Answer.create(case=case, actor=actor.lower(), at=utc(now), text=text, documented=is_documented,
+                        message=message, compared=compared, size=len(compared), group_id=group)
+    if not is_documented and group is None:
+        db.update(Answer, row.id, group_id=row.id)
+        row.group_id = row.id
+    return row
 
 
 def _compared(text: str) -> str:
     return normal(text)[:COMPARED]
 
 
-def _bands(texts: list[str]) -> dict[int, list[int]]:
-    """Indices of `texts` by length band: two texts can score THRESHOLD only if the
-    shorter is at least `THRESHOLD / (200 - THRESHOLD)` of the longer, so with bands that
-    wide a text's match is in its own band or the next."""
-    width = math.log((200 - THRESHOLD) / THRESHOLD)
-    bands: dict[int, list[int]] = defaultdict(list)
-    for i, t in enumerate(texts):
-        bands[int(math.log(max(len(t), 1)) / width)].append(i)
-    return bands
+def band(size: int) -> tuple[int, int]:
+    """Compared lengths that can score `THRESHOLD` with one of `size`: ratio ≤ 200·shorter /
+    (shorter + longer), so the longer is at most (200 - T) / T of the shorter (one character
+    of slack each side against rounding)."""
+    factor = (200 - THRESHOLD) / THRESHOLD
+    return max(0, math.floor(size / factor) - 1), math.ceil(size * factor) + 1
 
 
-def _groups(texts: list[str]) -> list[list[int]]:
-    """Connected groups (2+) of near-identical texts."""
-    parent = list(range(len(texts)))
+def candidates(compared: str, now: datetime):
+    """The query of the undocumented answers a new one is compared with: the newest `CANDIDATES`
+    of the last `WINDOW` in its length band (group id, compared text)."""
+    low, high = band(len(compared))
+    return (Answer.select(Answer.group_id, Answer.compared)
+            .where((Answer.at >= utc(now - WINDOW)) & (Answer.size >= low) & (Answer.size <= high)
+                   & (Answer.documented == False))  # noqa: E712
+            .order_by(Answer.at.desc()).limit(CANDIDATES))
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    bands = _bands(texts)
-    for band, rows in bands.items():
-        cols = rows + bands.get(band + 1, [])
-        choices = [texts[j] for j in cols]
-        for a, i in enumerate(rows):
-            # the band's later rows and the next band: each pair once
-            for _, _, b in process.extract(texts[i], choices[a + 1:], scorer=fuzz.ratio,
-                                           score_cutoff=THRESHOLD, limit=None):
-                parent[root(i)] = root(cols[a + 1 + b])
-    found: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(texts)):
-        found[root(i)].append(i)
-    return [g for g in found.values() if len(g) > 1]
+def match(compared: str, now: datetime) -> int | None:
+    """The group of the best near-identical undocumented answer of the last `WINDOW`, if any."""
+    if not compared:
+        return None
+    rows = list(candidates(compared, now).tuples())
+    if not rows:
+        return None
+    best = process.extractOne(compared, [r[1] for r in rows], scorer=fuzz.ratio, score_cutoff=THRESHOLD)
+    return rows[best[2]][0] if best is not None else None
 
 
 def _excerpt(text: str) -> str:
@@ -166,36 +182,60 @@ def _excerpt(text: str) -> str:
     return flat if len(flat) <= EXCERPT else flat[:EXCERPT - 1].rstrip() + "…"
 
 
+def groups(start: datetime, end: datetime):
+    """The query of the groups of [start, end) with undocumented answers on `MIN_CASES`+ different
+    cases: (group id, cases, answers, first at, last at); the (at, size) index serves the range."""
+    cases = fn.COUNT(Answer.case.distinct())
+    return (Answer.select(Answer.group_id, cases, fn.COUNT(Answer.id), fn.MIN(Answer.at), fn.MAX(Answer.at))
+            .where((Answer.at >= utc(start)) & (Answer.at < utc(end)) & (Answer.documented == False)  # noqa: E712
+                   & Answer.group_id.is_null(False))
+            .group_by(Answer.group_id).having(cases >= MIN_CASES))
+
+
+# The first answer of each case in each group (oldest first), at most `EXAMPLES` a group.
+_EXAMPLES = """
+SELECT "group_id", "case_id", "actor", "at", "text" FROM (
+  SELECT "group_id", "case_id", "actor", "at", "text", "id",
+         ROW_NUMBER() OVER (PARTITION BY "group_id" ORDER BY "at", "id") AS "k"
+  FROM (SELECT "group_id", "case_id", "actor", "at", "text", "id",
+               ROW_NUMBER() OVER (PARTITION BY "group_id", "case_id" ORDER BY "at", "id") AS "r"
+        FROM "answer" WHERE "group_id" IN ({ids}) AND "at" >= ? AND "at" < ? AND "documented" = ?) AS "a"
+  WHERE "r" = 1) AS "b"
+WHERE "k" <= ? ORDER BY "group_id", "at", "id"
+"""
+
+
 def find(start: datetime | None = None, end: datetime | None = None) -> list[dict[str, Any]]:
     """Undocumented answers in [start, end) (default: `WINDOW` up to `end`) repeated
-    near-identically on `MIN_CASES`+ different cases, most cases first.
+    near-identically on `MIN_CASES`+ different cases, most cases first: one aggregate
+    query over the groups `record` assigned, and one for the found groups' examples.
 
-    Each item: {"answers": int, "cases": int (distinct), "excerpt": str,
+    Each item: {"answers": int, "cases": int (distinct), "excerpt": str (the oldest answer's),
     "first_at": ISO, "last_at": ISO, "examples": [{"case": int, "agent": str,
     "at": ISO, "excerpt": str}] (one per case, oldest first, at most `EXAMPLES`)}."""
     if end is None:
         raise ValueError("find needs the end of the window")
     start = start if start is not None else end - WINDOW
-    rows = list(Answer.select(Answer.id, Answer.case, Answer.actor, Answer.at, Answer.text)
-                .where((Answer.at >= utc(start)) & (Answer.at < utc(end)) & (Answer.documented == False))  # noqa: E712
-                .order_by(Answer.at.desc(), Answer.id.desc()).limit(MAX_ANSWERS).tuples())
-    if len(rows) < MIN_CASES:
+    found = {g: (n_cases, n_answers, first, last)
+             for g, n_cases, n_answers, first, last in groups(start, end).tuples()}
+    if not found:
         return []
-    rows.reverse()  # oldest first
-    texts = [_compared(r[4]) for r in rows]
-    items = []
-    for group in _groups(texts):
-        answers = [rows[i] for i in sorted(group)]
-        per_case: dict[int, tuple] = {}
-        for a in answers:
-            per_case.setdefault(a[1], a)
-        if len(per_case) < MIN_CASES:
-            continue
-        examples = [{"case": a[1], "agent": a[2], "at": aware(a[3]).isoformat(timespec="seconds"),
-                     "excerpt": _excerpt(a[4])} for a in list(per_case.values())[:EXAMPLES]]
-        items.append({"answers": len(answers), "cases": len(per_case), "excerpt": _excerpt(answers[0][4]),
-                      "first_at": aware(answers[0][3]).isoformat(timespec="seconds"),
-                      "last_at": aware(answers[-1][3]).isoformat(timespec="seconds"),
-                      "examples": examples})
+    sql = _EXAMPLES.format(ids=", ".join("?" * len(found)))
+    examples: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    texts: dict[int, str] = {}
+    for a in db.raw(Answer, sql, [*found, utc(start), utc(end), False, EXAMPLES]):
+        texts.setdefault(a.group_id, a.text)
+        examples[a.group_id].append({"case": a.case_id, "agent": a.actor, "at": _iso(a.at),
+                                     "excerpt": _excerpt(a.text)})
+    items = [{"answers": n_answers, "cases": n_cases, "excerpt": _excerpt(texts.get(g, "")),
+              "first_at": _iso(first), "last_at": _iso(last), "examples": examples[g]}
+             for g, (n_cases, n_answers, first, last) in found.items()]
     items.sort(key=lambda d: (-d["cases"], -d["answers"], d["first_at"]))
     return items
+
+
+def _iso(value: datetime | str) -> str:
+    """An instant as the report writes it; SQLite hands an aggregate's datetime back as text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return aware(value).isoformat(timespec="seconds")

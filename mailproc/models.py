@@ -356,13 +356,22 @@ class MailboxState(Base):
 class Answer(Base):
     """What an agent wrote to a customer (the relayed or directly sent text), kept so
     near-identical answers on different cases can show a missing help article (seed 002).
-    `documented`: the answer links a help article of rules/help.toml."""
+    `documented`: the answer links a help article of rules/help.toml. The answer is compared
+    once, when recorded (missingdocs.record): `compared` is the text as compared, `size` its
+    length (the length bounds the score, so candidates are read by (at, size)), `group_id`
+    the id of the first answer of its group of near-identical ones (None when documented)."""
     case = pw.ForeignKeyField(Case, on_delete="CASCADE")
     actor = pw.CharField()  # the agent's address
-    at = pw.DateTimeField(index=True)
+    at = pw.DateTimeField()
     text = pw.TextField()  # the new text, bounded (missingdocs.TEXT_LIMIT)
     documented = pw.BooleanField(default=False)
     message = pw.ForeignKeyField(Message, null=True, on_delete="SET NULL")
+    compared = pw.TextField(default="")  # normalized start of the text (missingdocs.COMPARED characters)
+    size = pw.IntegerField(default=0)  # len(compared)
+    group_id = pw.IntegerField(null=True, index=True)
+
+    class Meta:
+        indexes = ((("at", "size"), False),)  # the window's answers, and among them a length band
 
 
 class Cluster(Base):
