@@ -48,8 +48,9 @@ At `SUGGEST_AT` members the leads (roster agents with a role containing
 cases, each with a mailto link whose reply (tokened to that case and lead)
 carries `[known=ID-slug]`: the `known` command tags it. ID is the next free
 known-issue number (above every known= in use or suggested). At `PAGE_AT`, for
-a cluster of bugs only (`PAGED_TYPES`: many customers asking for the same thing
-is no outage), the agent on call at `now` is paged, once (`paged_at`), with a
+a cluster of bugs or requests (`PAGED_TYPES`: an outage often arrives as "is the
+site down?", which the rules may read as a question; many customers wishing for
+the same feature, or asking for the same admin task, is no outage), the agent on call at `now` is paged, once (`paged_at`), with a
 `known_issue_page` mail holding a draft status-page post; with nobody on call the
 page goes to the leads. The claims are conditional updates, so two daemons never
 mail twice, and a claim stands only when a mail was queued in the same
@@ -85,7 +86,7 @@ DESCRIPTION = 300  # characters of the text compared, after the subject
 STEM = 6  # letters of each word kept
 SUGGEST_AT = 3  # seed 002: 3 tickets — suggest a known issue
 PAGE_AT = 6  # seed 002: 6 tickets — page on-call at once, post on the status page
-PAGED_TYPES = ("bug",)  # cluster types that page on-call (others: the leads' suggestion only)
+PAGED_TYPES = ("bug", "request")  # cluster types that page on-call (others: the leads' suggestion only)
 MIN_WORDS = 4  # compared words a case needs to take part, see the module's docstring
 MAX_PER_PASS = 5000  # new cases taken by one pass; the rest wait for the next tick
 CASES_LISTED = 50  # in one mail

@@ -370,14 +370,24 @@ def test_short_routine_mails_neither_open_nor_join_a_cluster(ctx):
     assert not _mails("known_issue_suggestion") and not _mails("known_issue_page")
 
 
-def test_six_alike_requests_suggest_a_known_issue_but_page_nobody(ctx):
-    made = [_case(s, t, T0 + timedelta(minutes=i), contact=f"c{i}@x{i}.example", type="request")
+@pytest.mark.parametrize("kind", ["enhancement", "admin"])
+def test_six_alike_wishes_or_tasks_suggest_a_known_issue_but_page_nobody(ctx, kind):
+    made = [_case(s, t, T0 + timedelta(minutes=i), contact=f"c{i}@x{i}.example", type=kind)
             for i, (s, t) in enumerate(SYNC)]
     found = clusters.run(ctx, T0 + timedelta(minutes=10))
     cluster = Cluster.get_by_id(_cluster_of(made[0]))
     assert cluster.size == 6 and found.suggested == [cluster.id] and found.paged == []
     assert cluster.paged_at is None and not _mails("known_issue_page")
     assert len(_mails("known_issue_suggestion")) == 2
+
+
+def test_six_alike_questions_page_on_call_an_outage_may_be_asked(ctx):
+    made = [_case(s, t, T0 + timedelta(minutes=i), contact=f"c{i}@x{i}.example", type="request")
+            for i, (s, t) in enumerate(SYNC)]
+    found = clusters.run(ctx, T0 + timedelta(minutes=10))
+    cluster = Cluster.get_by_id(_cluster_of(made[0]))
+    assert cluster.size == 6 and found.paged == [cluster.id] and cluster.paged_at is not None
+    assert len(_mails("known_issue_page")) == 1
 
 
 def _site(db_url, make_config, agents):
