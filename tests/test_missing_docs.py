@@ -182,3 +182,101 @@ def test_an_html_only_answer_linking_an_article_is_documented(desk):
     [row] = list(Answer.select())
     assert row.documented and "this article" in row.text and ARTICLE not in row.text
     assert desk.outgoing("agent_reply")
+
+
+# --- grouped once, when recorded --------------------------------------------------------------
+
+
+def test_answers_recorded_over_time_join_the_group_of_their_best_match(ctx):
+    made = [_case(n) for n in range(6)]
+    day = timedelta(days=1)
+    a = _answer(ctx, made[0], CACHE[0], T0)
+    b = _answer(ctx, made[1], OTHERS[0], T0 + day)
+    a1 = _answer(ctx, made[2], CACHE[1], T0 + 2 * day)
+    linked = _answer(ctx, made[3], CACHE[1] + f"\n\nThe steps: {ARTICLE}", T0 + 3 * day)
+    c = _answer(ctx, made[4], OTHERS[1], T0 + 4 * day)
+    a2 = _answer(ctx, made[5], CACHE[2], T0 + 5 * day)
+    assert [r.group_id for r in (a, b, a1, c, a2)] == [a.id, b.id, a.id, c.id, a.id]
+    assert linked.documented and linked.group_id is None  # a documented answer joins nothing
+    assert [Answer.get_by_id(r.id).group_id for r in (a, a1, a2)] == [a.id] * 3  # stored, not only returned
+    [item] = missingdocs.find(end=T0 + 6 * day)
+    assert (item["cases"], item["answers"]) == (3, 3)
+    assert [e["case"] for e in item["examples"]] == [made[0].id, made[2].id, made[5].id]
+    assert item["first_at"] == T0.isoformat(timespec="seconds")
+    assert item["last_at"] == (T0 + 5 * day).isoformat(timespec="seconds")
+    # a window that starts after A holds only two of the group's cases
+    assert missingdocs.find(T0 + timedelta(hours=1), T0 + 6 * day) == []
+
+
+def test_a_documented_answer_anchors_no_group(ctx):
+    made = [_case(n) for n in range(4)]
+    first = _answer(ctx, made[0], CACHE[0] + f"\n\nSee {ARTICLE}", T0)
+    rows = [_answer(ctx, case, text, T0 + timedelta(hours=1 + i))
+            for i, (case, text) in enumerate(zip(made[1:], CACHE))]
+    assert first.group_id is None
+    assert [r.group_id for r in rows] == [rows[0].id] * 3  # the first undocumented one starts the group
+    assert [i["cases"] for i in missingdocs.find(end=T0 + timedelta(days=1))] == [3]
+
+
+def test_an_answer_older_than_the_window_anchors_no_group(ctx):
+    made = [_case(n) for n in range(5)]
+    old = _answer(ctx, made[0], CACHE[0], T0)
+    later = missingdocs.WINDOW + timedelta(days=1)
+    rows = [_answer(ctx, case, text, T0 + later + timedelta(hours=i))
+            for i, (case, text) in enumerate(zip(made[1:], [CACHE[1], CACHE[2], CACHE[0]]))]
+    assert [r.group_id for r in rows] == [rows[0].id] * 3 != [old.id] * 3
+    [item] = missingdocs.find(end=T0 + later + timedelta(days=1))
+    assert (item["cases"], item["answers"]) == (3, 3)
+    assert item["first_at"] == (T0 + later).isoformat(timespec="seconds")
+    # over a window holding the old one too, it is not counted in: it is a group of its own
+    assert [i["cases"] for i in missingdocs.find(T0, T0 + later + timedelta(days=1))] == [3]
+
+
+def test_a_new_answer_is_compared_with_the_newest_candidates_of_its_length_only(ctx, monkeypatch):
+    made = [_case(n) for n in range(5)]
+    first = _answer(ctx, made[0], CACHE[0], T0)
+    # same length band, different text: two newer answers push the first out of a cap of two
+    _answer(ctx, made[1], OTHERS[0] + "x" * (len(CACHE[0]) - len(OTHERS[0])), T0 + timedelta(hours=1))
+    _answer(ctx, made[2], "y" * len(CACHE[0]), T0 + timedelta(hours=2))
+    short = _answer(ctx, made[3], "Thanks, done.", T0 + timedelta(hours=3))  # out of the band: not read
+    low, high = missingdocs.band(len(missingdocs._compared(CACHE[1])))
+    assert not low <= short.size <= high and low <= first.size <= high
+    assert missingdocs.match(missingdocs._compared(CACHE[1]), T0 + timedelta(hours=4)) == first.id
+    monkeypatch.setattr(missingdocs, "CANDIDATES", 2)
+    assert missingdocs.match(missingdocs._compared(CACHE[1]), T0 + timedelta(hours=4)) is None
+
+
+def test_the_band_holds_every_length_that_can_reach_the_threshold():
+    for size in (1, 2, 10, 85, 100, 317, 600):
+        low, high = missingdocs.band(size)
+        reach = [n for n in range(1, 2 * size + 3) if fuzz.ratio("a" * size, "a" * n) >= missingdocs.THRESHOLD]
+        assert low <= min(reach) and max(reach) <= high  # equal texts of those lengths score the most possible
+        assert min(reach) - low <= 2 and high - max(reach) <= 2  # and little more is read
+
+
+def _plan(query) -> str:
+    sql, params = query.sql()
+    return " / ".join(row[3] for row in db.query_all(f"EXPLAIN QUERY PLAN {sql}", list(params)))
+
+
+def test_find_and_record_read_the_window_by_index(ctx, db_url):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the plan is SQLite's EXPLAIN QUERY PLAN")
+    made = [_case(n) for n in range(20)]
+    rows = []
+    for i in range(6000):  # 90 days of answers, three windows' worth; a group every 50th
+        text = CACHE[i % 3] if i % 50 == 0 else f"answer {i} " + "z" * (i % 300)
+        compared = missingdocs._compared(text)
+        case = made[(i // 50 if i % 50 == 0 else i) % 20]
+        rows.append(dict(case=case.id, actor=ANA, at=T0 + timedelta(minutes=21 * i), text=text,
+                         documented=i % 7 == 0, compared=compared, size=len(compared),
+                         group_id=None if i % 7 == 0 else (1 if i % 50 == 0 else i + 1)))
+    db.insert_many(Answer, rows)
+    db.execute("ANALYZE", [])
+    end = T0 + timedelta(days=88)
+    found = _plan(missingdocs.groups(end - missingdocs.WINDOW, end))
+    assert "answer_at_size" in found and "SEARCH" in found, found
+    read = _plan(missingdocs.candidates(missingdocs._compared(CACHE[0]), end))
+    assert "answer_at_size" in read and "SEARCH" in read, read
+    [item] = missingdocs.find(end=end)
+    assert item["cases"] == 20 and len(item["examples"]) == missingdocs.EXAMPLES

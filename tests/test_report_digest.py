@@ -403,7 +403,8 @@ def test_without_recipients_the_slot_passes_with_a_warning(db_url, make_config, 
 
 
 def test_known_issue_clusters_and_missing_docs_are_listed(ctx):
-    from mailproc.models import Answer, Cluster, ClusterMember
+    from mailproc import missingdocs
+    from mailproc.models import Cluster, ClusterMember
     members = [case(START + timedelta(hours=h), type="bug", summary=f"Sync fails with error 502 ({h})")
                for h in (1, 2, 3)]
     cluster = db.insert(Cluster, type="bug", opened_at=utc(START + timedelta(hours=1)),
@@ -411,9 +412,9 @@ def test_known_issue_clusters_and_missing_docs_are_listed(ctx):
     for number in members:
         db.insert(ClusterMember, cluster=cluster, case=number, similarity=95.0, added_at=utc(START))
     answer = "To reset the sync token, open Settings, then Accounts, and press Reconnect twice."
-    for i, number in enumerate(members):
-        db.insert(Answer, case=number, actor="ana@example.com", at=utc(START + timedelta(hours=4 + i)),
-                  text=answer, documented=False)
+    for i, number in enumerate(members):  # as the relay records them: grouped when recorded
+        missingdocs.record(ctx, Case.get_by_id(number), actor="ana@example.com", text=answer,
+                           now=START + timedelta(hours=4 + i))
     report = _build(ctx)
     k = report.data["knowledge"]
     assert [c["size"] for c in k["clusters"]] == [3]
@@ -502,10 +503,11 @@ LONG = ("Não consigo exportar as faturas mensais para o sistema de contabilidad
         "東京オフィスの請求書 — the export fails every time with error E-4012 after the upload step finishes ")[:240]
 
 
-def _fill_every_list(n: int = 60) -> None:
+def _fill_every_list(ctx, n: int = 60) -> None:
     """n red + stuck, n long holds, n closed unhappy (satisfaction and outcomes), 25 clusters of 20,
     12 missing docs: every list of the digest full, each summary 240 characters of mixed scripts."""
-    from mailproc.models import Answer, Cluster, ClusterMember
+    from mailproc import missingdocs
+    from mailproc.models import Cluster, ClusterMember
     import random
     for _ in range(n):
         case(START - timedelta(days=6), status="assigned", sla_due=NOW - timedelta(hours=1),
@@ -525,12 +527,12 @@ def _fill_every_list(n: int = 60) -> None:
     for k in range(12):
         answer = " ".join(rng.choice(words) for _ in range(60))
         for i in range(3):
-            db.insert(Answer, case=case(START), actor="ana@example.com", at=utc(START + timedelta(hours=k, minutes=i)),
-                      text=answer, documented=False)
+            missingdocs.record(ctx, Case.get_by_id(case(START)), actor="ana@example.com", text=answer,
+                               now=START + timedelta(hours=k, minutes=i))
 
 
 def test_every_list_full_with_long_summaries_stays_under_gmails_clip(ctx, monkeypatch):
-    _fill_every_list()
+    _fill_every_list(ctx)
     report = _build(ctx)  # asserts html.problems(report.html) == []
     d = report.data
     assert (d["sla"]["red"]["count"], d["stuck"]["waiting"]["count"], d["stuck"]["holds"]["count"]) == (60, 60, 60)
