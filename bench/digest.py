@@ -21,6 +21,10 @@ SQLite, over `generate_series` on PostgreSQL, never a row through Python — the
   near-identical, which the missing-docs pass exists to find, the others random text),
   plus a few clusters, a queued outbox and the mailbox's poll state.
 
+Answers get the group `missingdocs.record` would give them (the canned texts one group each),
+and `missingdocs.record` itself is timed for 300 new answers against the 30 days of answers
+(rolled back).
+
 Measured: `reports.digest.build` for yesterday and `reports.weekly.build` for last week
 (the figures and both renderings, as the slot job builds them), first run and best of
 three, with the time of each query group beside it.
@@ -190,7 +194,7 @@ def fill(database: pw.Database, d: Dialect, n: int, recent: int) -> dict[str, in
     run(f'INSERT INTO "event" ({e_cols}) SELECT c."id", {created}, \'ana@agents.example\', \'field\', \'tags\','
         f' \'[]\', \'[\'\'Process-Tweak\'\']\', \'command:tag\' FROM "cases" c WHERE c."id" >= {first}'
         f' AND c."id" % 1000 = 0', "events (review tags)")
-    a_cols = '"case_id", "actor", "at", "text", "documented"'
+    a_cols = '"case_id", "actor", "at", "text", "documented", "compared", "size"'
     # A quarter of the answers are two canned texts with the case's number in them (near-identical:
     # what the missing-docs pass exists to find), the rest are texts of their own.
     texts = ("'Hello, please open Settings, then Exports, and press Retry on report ' || c.\"id\" || '. Best, Ana'",
@@ -198,8 +202,15 @@ def fill(database: pw.Database, d: Dialect, n: int, recent: int) -> dict[str, in
     text = (f"CASE WHEN c.\"id\" % 32 = 0 THEN {texts[0]} WHEN c.\"id\" % 32 = 4 THEN {texts[1]}"
             f" ELSE {d.noise()} END")
     run(f'INSERT INTO "answer" ({a_cols}) SELECT c."id", \'agent\' || (c."id" % {AGENTS}) || \'@agents.example\','
-        f' c."first_response_at", {text}, c."id" % 3 = 0 FROM "cases" c WHERE c."id" >= {first} AND c."id" % 4 = 0',
-        "answers")
+        f' c."first_response_at", {text}, c."id" % 3 = 0, \'\', 0 FROM "cases" c'
+        f' WHERE c."id" >= {first} AND c."id" % 4 = 0', "answers")
+    # The groups `missingdocs.record` gives them (ASCII texts: compared = lower case): each canned
+    # text one group labelled by its first undocumented answer, every other answer its own.
+    first_of = ('(SELECT MIN(b."id") FROM "answer" b WHERE NOT b."documented" AND b."text" LIKE \'{}%\')')
+    run(f'UPDATE "answer" SET "compared" = lower("text"), "size" = length("text"),'
+        f' "group_id" = CASE WHEN "documented" THEN NULL'
+        f' WHEN "text" LIKE \'Hello, please open%\' THEN {first_of.format("Hello, please open")}'
+        f' WHEN "text" LIKE \'Your invoice %\' THEN {first_of.format("Your invoice ")} ELSE "id" END', "answer groups")
     yesterday = NOW - timedelta(days=1)
     with database.atomic():
         for k in range(5):
@@ -219,6 +230,30 @@ def fill(database: pw.Database, d: Dialect, n: int, recent: int) -> dict[str, in
     print(f"  built in {time.perf_counter() - started:.1f} s: {counts}; analyzing", file=sys.stderr, flush=True)
     database.execute_sql("ANALYZE")
     return counts
+
+
+def time_record(ctx, database: pw.Database, n: int, k: int = 300) -> dict:
+    """`missingdocs.record` for k new answers at NOW (canned texts and random ones, a third each),
+    each compared with the window's answers of its length; rolled back."""
+    import random
+
+    from mailproc import missingdocs
+    from mailproc.models import Case
+    rng = random.Random(8)
+    spent, joined = [], 0
+    with database.atomic() as txn:
+        for j in range(k):
+            text = (f"Hello, please open Settings, then Exports, and press Retry on report {n + j}. Best, Ana",
+                    f"Your invoice {n + j} was corrected; the new total shows on the Billing page tomorrow.",
+                    "".join(rng.choice("0123456789abcdef") for _ in range(100)))[j % 3]
+            case = Case.get_by_id(n - j)
+            t = time.perf_counter()
+            row = missingdocs.record(ctx, case, actor="agent1@agents.example", text=text, now=NOW)
+            spent.append(time.perf_counter() - t)
+            joined += row.group_id != row.id
+        txn.rollback()
+    spent.sort()
+    return {"k": k, "mean": sum(spent) / k, "p95": spent[int(k * 0.95)], "max": spent[-1], "joined": joined}
 
 
 def _model(name: str):
@@ -273,7 +308,8 @@ def measure(url: str, work: Path, n: int, recent: int) -> dict:
                            "testimonials", "outcomes", "pipeline"), "digest")
     timings.wrap(clusters, ("section",), "digest")
     timings.wrap(weekly, ("volumes", "open_loops", "known_issues", "pages", "review"), "weekly")
-    result = {"db": "sqlite" if sqlite else "postgresql", "cases": n, "counts": counts}
+    result = {"db": "sqlite" if sqlite else "postgresql", "cases": n, "counts": counts,
+              "record": time_record(ctx, database, n)}
     for name, build in (("digest", lambda: digest.build(ctx, day=None, now=NOW)),
                         ("weekly", lambda: weekly.build(ctx, day=None, now=NOW))):
         runs, parts = [], {}
@@ -285,7 +321,8 @@ def measure(url: str, work: Path, n: int, recent: int) -> dict:
             if not parts or runs[-1] == min(runs):
                 parts = spent
         result[name] = {"first": runs[0], "best": min(runs[1:]), "parts": parts, "html_kb": len(report.html) / 1024,
-                        "subject": report.subject}
+                        "subject": report.subject,
+                        "missing_docs": [m["cases"] for m in report.data.get("knowledge", {}).get("missing_docs", [])]}
     db.close()
     return result
 
@@ -311,10 +348,15 @@ def main() -> int:
                 url = pg.create_database("digest")
             res = measure(url, work, args.cases, args.recent)
             results.append(res)
+            rec = res["record"]
+            print(f"{res['db']} record: {rec['k']} answers, mean {rec['mean'] * 1000:.1f} ms, p95"
+                  f" {rec['p95'] * 1000:.1f} ms, max {rec['max'] * 1000:.1f} ms; {rec['joined']} joined a group",
+                  flush=True)
             for name in ("digest", "weekly"):
                 r = res[name]
                 print(f"{res['db']} {name}: first {r['first']:.2f} s, best of 3 {r['best']:.2f} s,"
-                      f" HTML {r['html_kb']:.0f} KB — {r['subject']}", flush=True)
+                      f" HTML {r['html_kb']:.0f} KB — {r['subject']}; missing docs (cases): {r['missing_docs']}",
+                      flush=True)
                 for part, seconds in sorted(r["parts"].items(), key=lambda kv: -kv[1]):
                     print(f"    {part:<28}{seconds * 1000:9.1f} ms", flush=True)
             if kind == "sqlite":
