@@ -12,7 +12,7 @@ import pytest
 from mailproc import cases, commands, db, roster, subject
 from mailproc.availability import Schedule
 from mailproc.commands import CommandError, Origin
-from mailproc.config import AgentConfig, TeamConfig
+from mailproc.config import AgentConfig, LifecycleConfig, TeamConfig
 from mailproc.models import Case, CaseLink, Event, Message, Person, TimeEntry
 from mailproc.rules import load_rules
 from mailproc.subject import Command
@@ -33,7 +33,7 @@ ROSTER = roster.Roster(agents=(_agent("ana"), _agent("bob")),
                        teams=tuple(TeamConfig(name=n, lead=None, address=None, configured=False)
                                    for n in ("Support Team", "Dev Team", "Product Team")))
 # rules and config: a split case plans its timers (config: no one on call, as in no [oncall] section)
-CTX = SimpleNamespace(roster=ROSTER, rules=load_rules(), config=SimpleNamespace(oncall=None, agents=()))
+CTX = SimpleNamespace(roster=ROSTER, rules=load_rules(), config=SimpleNamespace(oncall=None, agents=(), lifecycle=LifecycleConfig()))
 
 
 @pytest.fixture
