@@ -251,7 +251,9 @@ def next_known_id() -> int:
 def _cases(cluster: Cluster) -> list[Case]:
     # by member: each pass adds cases oldest first; ordered by the case's creation, SQLite walks
     # every case by that index looking for the cluster's
-    return list(Case.select().join(ClusterMember).where(ClusterMember.cluster == cluster.id)
+    # only what the mails show (not the description)
+    return list(Case.select(Case.id, Case.summary, Case.contact, Case.created_at, Case.status, Case.mailbox)
+                .join(ClusterMember).where(ClusterMember.cluster == cluster.id)
                 .order_by(ClusterMember.id).limit(CASES_LISTED))
 
 

@@ -246,10 +246,19 @@ def insert(model, **values) -> int:
 
 
 def insert_many(model, rows: list[dict]) -> None:
-    """INSERT several rows with one prepared statement."""
-    if rows:
-        sql, fields = _insert_statement(model, returning=False)
-        proxy.obj.cursor().executemany(sql, [_params(fields, row) for row in rows])
+    """INSERT several rows: SQLite runs one prepared statement per row in process; on
+    PostgreSQL, whose driver's executemany is a round trip per row, multi-row VALUES
+    (psycopg2's execute_values, a few hundred rows a statement)."""
+    if not rows:
+        return
+    sql, fields = _insert_statement(model, returning=False)
+    params = [_params(fields, row) for row in rows]
+    if isinstance(proxy.obj, pw.SqliteDatabase) or len(params) == 1:
+        proxy.obj.cursor().executemany(sql, params)
+        return
+    from psycopg2.extras import execute_values
+
+    execute_values(proxy.obj.cursor(), sql[:sql.rindex(" VALUES (")] + " VALUES %s", params, page_size=500)
 
 
 _UPDATES: dict[tuple, tuple[str, list]] = {}
