@@ -321,15 +321,21 @@ def cmd_report(args, ctx: Context) -> int:
         else:
             print(report.html if args.format == "html" else report.text)
         return 0
-    if not recipients:
+    # Without --to, a dry run shows what the daemon's slot would send for this report:
+    # a module with `deliver` knows (the clients' hours reports; no check-in for an empty list).
+    deliver = getattr(reports.module(args.kind), "deliver", None) if not args.to else None
+    if deliver is None and not recipients:
         print(f"mailproc: error: the {args.kind} report has no recipients here; name one with --to ADDR",
               file=sys.stderr)
         return 1
 
     def queue() -> int:
+        if deliver is not None:
+            return deliver(ctx, report, now)
         return sum(1 for to in recipients if reports.send(ctx, report, to, now) is not None)
     if args.dry_run:
-        daemon.preview(sys.stdout, queue)
+        queued = daemon.preview(sys.stdout, queue)
+        print(f"dry run: {queued} mail(s) would be queued", file=sys.stderr)
         return 0
     with db.transaction():
         queued = queue()

@@ -50,9 +50,10 @@ carries `[known=ID-slug]`: the `known` command tags it. ID is the next free
 known-issue number (above every known= in use or suggested). At `PAGE_AT`, for
 a cluster of bugs or requests (`PAGED_TYPES`: an outage often arrives as "is the
 site down?", which the rules may read as a question; many customers wishing for
-the same feature, or asking for the same admin task, is no outage), the agent on call at `now` is paged, once (`paged_at`), with a
-`known_issue_page` mail holding a draft status-page post; with nobody on call the
-page goes to the leads. The claims are conditional updates, so two daemons never
+the same feature, or asking for the same admin task, is no outage), the agent on
+call at `now` is paged, once (`paged_at`), with a `known_issue_page` mail
+holding a draft status-page post; with nobody on call the page goes to the leads.
+The claims are conditional updates, so two daemons never
 mail twice, and a claim stands only when a mail was queued in the same
 transaction: with no lead, nobody on call or no mailbox, the claim is undone
 (with a warning) and the next pass that adds a case to the cluster tries again.

@@ -55,7 +55,7 @@ from peewee import fn
 
 from mailproc import db
 from mailproc.context import Context
-from mailproc.models import Answer, Case, Message, aware, utc
+from mailproc.models import Answer, Case, Message, iso, utc
 from mailproc.rules.help import normal
 
 WINDOW = timedelta(days=30)  # the digest looks back this far for repeated answers
@@ -225,17 +225,11 @@ def find(start: datetime | None = None, end: datetime | None = None) -> list[dic
     texts: dict[int, str] = {}
     for a in db.raw(Answer, sql, [*found, utc(start), utc(end), False, EXAMPLES]):
         texts.setdefault(a.group_id, a.text)
-        examples[a.group_id].append({"case": a.case_id, "agent": a.actor, "at": _iso(a.at),
+        examples[a.group_id].append({"case": a.case_id, "agent": a.actor, "at": iso(a.at, "seconds"),
                                      "excerpt": _excerpt(a.text)})
     items = [{"answers": n_answers, "cases": n_cases, "excerpt": _excerpt(texts.get(g, "")),
-              "first_at": _iso(first), "last_at": _iso(last), "examples": examples[g]}
+              "first_at": iso(first, "seconds"), "last_at": iso(last, "seconds"), "examples": examples[g]}
              for g, (n_cases, n_answers, first, last) in found.items()]
     items.sort(key=lambda d: (-d["cases"], -d["answers"], d["first_at"]))
     return items
 
-
-def _iso(value: datetime | str) -> str:
-    """An instant as the report writes it; SQLite hands an aggregate's datetime back as text."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return aware(value).isoformat(timespec="seconds")

@@ -50,6 +50,20 @@ def aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc)
 
 
+def stored(value: object) -> datetime | None:
+    """A time from a raw query, as aware UTC: SQLite hands stored times back as text,
+    PostgreSQL as naive datetimes (both UTC)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return aware(value) if isinstance(value, datetime) else None
+
+
+def iso(value: object, timespec: str = "auto") -> str | None:
+    """A stored time (as `stored` reads it) in ISO 8601 with its UTC offset, for reports' JSON."""
+    at = stored(value)
+    return None if at is None else at.isoformat(timespec=timespec)
+
+
 class JSONField(pw.TextField):
     def db_value(self, value):
         return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)

@@ -17,10 +17,9 @@ capped at `LIST_LIMIT`, with the full count beside them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from mailproc import db, views
-from mailproc.models import aware, utc
+from mailproc.models import iso, stored, utc
 
 LIST_LIMIT = 50  # cases listed per section; the count says how many there are in all
 STOPPED = ("resolved", "closed")  # statuses whose SLA clock no longer runs
@@ -67,17 +66,6 @@ def record_poll(mailbox: str, now: datetime, error: str | None) -> None:
         db.execute(_UPSERT_ERROR, [mailbox, at, error[:2000], at])
 
 
-def _time(value: Any) -> datetime | None:
-    """A stored time as aware UTC (SQLite hands raw-query times back as text)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return aware(value)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def _hours(since: datetime | None, now: datetime) -> float | None:
     return None if since is None else round((now - since).total_seconds() / 3600, 2)
 
@@ -106,20 +94,20 @@ def _mailboxes(config, now: datetime) -> list[dict]:
     result = []
     for box in config.mailboxes:
         _, polled, ok, error, error_at = known.get(box.name, (box.name, None, None, None, None))
-        polled, ok, error_at = _time(polled), _time(ok), _time(error_at)
+        polled, ok, error_at = stored(polled), stored(ok), stored(error_at)
         failing = error_at is not None and (ok is None or error_at >= ok)
         result.append({"name": box.name, "address": box.address, "folder": box.folder,
-                       "last_poll_at": _iso(polled), "last_ok_at": _iso(ok), "last_error": error,
-                       "last_error_at": _iso(error_at), "failing": failing,
+                       "last_poll_at": iso(polled), "last_ok_at": iso(ok), "last_error": error,
+                       "last_error_at": iso(error_at), "failing": failing,
                        "hours_since_ok": _hours(ok, now)})
     return result
 
 
 def _outbox(now: datetime) -> dict:
-    rows = {state: (count, _time(oldest)) for state, count, oldest in db.query_all(OUTBOX, [])}
+    rows = {state: (count, stored(oldest)) for state, count, oldest in db.query_all(OUTBOX, [])}
     oldest = rows.get("queued", (0, None))[1]
     return {"queued": rows.get("queued", (0, None))[0], "sending": rows.get("sending", (0, None))[0],
-            "failed": rows.get("failed", (0, None))[0], "oldest_queued_at": _iso(oldest),
+            "failed": rows.get("failed", (0, None))[0], "oldest_queued_at": iso(oldest),
             "oldest_queued_hours": _hours(oldest, now)}
 
 
@@ -131,7 +119,7 @@ def _messages() -> dict:
 def _due(now: datetime) -> dict:
     kinds = {}
     for kind, count, first, overdue, failing in db.query_all(DUE, [utc(now)]):
-        kinds[kind] = {"pending": count, "next_due_at": _iso(_time(first)), "overdue": int(overdue or 0),
+        kinds[kind] = {"pending": count, "next_due_at": iso(stored(first)), "overdue": int(overdue or 0),
                        "failing": int(failing or 0)}
     firsts = [v["next_due_at"] for v in kinds.values() if v["next_due_at"]]
     return {"pending": sum(v["pending"] for v in kinds.values()),
@@ -146,9 +134,9 @@ def _red(now: datetime) -> dict:
     (count,) = db.query_one(RED_COUNT, params)
     cases = []
     for number, summary, tier, priority, status, due, handle, address in db.query_all(RED, params + [LIST_LIMIT]):
-        due = _time(due)
+        due = stored(due)
         cases.append({"number": number, "summary": summary, "tier": tier, "priority": priority, "status": status,
-                      "assignee": _person(handle, address), "sla_due": _iso(due),
+                      "assignee": _person(handle, address), "sla_due": iso(due),
                       "hours_overdue": _hours(due, now)})
     return {"count": count, "cases": cases}
 
@@ -161,10 +149,10 @@ def _holds(statuses: tuple[str, ...], now: datetime) -> dict:
     cases = []
     for number, summary, tier, status, since, flagged, handle, address in db.query_all(
             HOLDS.format(marks=where), [*statuses, LIST_LIMIT]):
-        since = _time(since)
+        since = stored(since)
         cases.append({"number": number, "summary": summary, "tier": tier, "status": status,
-                      "assignee": _person(handle, address), "held_since": _iso(since),
-                      "flagged_at": _iso(_time(flagged)),
+                      "assignee": _person(handle, address), "held_since": iso(since),
+                      "flagged_at": iso(stored(flagged)),
                       "days_held": round((now - since).total_seconds() / 86400, 1)})
     return {"count": count, "cases": cases}
 

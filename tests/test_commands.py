@@ -33,7 +33,8 @@ ROSTER = roster.Roster(agents=(_agent("ana"), _agent("bob")),
                        teams=tuple(TeamConfig(name=n, lead=None, address=None, configured=False)
                                    for n in ("Support Team", "Dev Team", "Product Team")))
 # rules and config: a split case plans its timers (config: no one on call, as in no [oncall] section)
-CTX = SimpleNamespace(roster=ROSTER, rules=load_rules(), config=SimpleNamespace(oncall=None, agents=(), lifecycle=LifecycleConfig()))
+CTX = SimpleNamespace(roster=ROSTER, rules=load_rules(),
+                      config=SimpleNamespace(oncall=None, agents=(), lifecycle=LifecycleConfig()))
 
 
 @pytest.fixture

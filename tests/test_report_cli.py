@@ -86,10 +86,42 @@ def test_dry_run_prints_the_mails_to_the_usual_recipients_and_changes_nothing(si
     assert outbox_rows(site) == []
 
 
-def test_a_report_without_recipients_asks_for_to(site, capsys):
-    code, _ = run(site, "report", "clusters", "--dry-run", now=now_arg())
+def test_a_report_without_recipients_asks_for_to(db_url, make_config, capsys):
+    path = make_config(database=db_url, agents={"rui": {"address": "rui@example.com"}},  # no lead
+                       mailboxes=[dict(name="support", host="127.0.0.1", port=1, username="u", password="p",
+                                       address="support@example.com")])
+    code, _ = run(path, "report", "clusters", "--dry-run", now=now_arg())
     assert code == 1
     assert "no recipients" in capsys.readouterr().err
+    code, out = run(path, "report", "clusters", "--dry-run", "--to", "x@example.org", now=now_arg(), capsys=capsys)
+    assert code == 0 and "=== would send: clusters to x@example.org" in out
+
+
+def test_dry_run_shows_what_the_slots_would_send(site, capsys):
+    """hours: the clients' reports and the owner's copy, not the team's overview; checkin:
+    nothing for an empty list; clusters: the leads."""
+    from mailproc.models import Customer, Person, TimeEntry
+    db.open_database(load(site).database)
+    try:
+        acme = Customer.create(match="acme.example", company="Acme", plan="paid", contact="billing@acme.example",
+                               included_hours=10, owner="ana")
+        at = datetime(2026, 10, 14, 12, 0)
+        case = Case.create(contact="it@acme.example", customer=acme, company="Acme", summary="Setup", created_at=at,
+                           updated_at=at, status_changed_at=at, tier_entered_at=at)
+        rui = Person.get(Person.handle == "rui")
+        TimeEntry.create(case=case, person=rui, actor=rui.address, minutes=90, logged_at=at)
+    finally:
+        db.close()
+    code, out = run(site, "report", "hours", "--for", "2026-10", "--dry-run", now=now_arg(), capsys=capsys)
+    assert code == 0
+    sent = [line for line in out.splitlines() if line.startswith("=== would send:")]
+    assert sent == ["=== would send: hours_report to billing@acme.example (case None) ===",
+                    "=== would send: hours_report to ana@example.com (case None) ==="]
+    code, out = run(site, "report", "checkin", "--agent", "rui", "--dry-run", now=now_arg(), capsys=capsys)
+    assert code == 0 and "=== would send" not in out  # rui holds no case: no check-in
+    code, out = run(site, "report", "clusters", "--dry-run", now=now_arg(), capsys=capsys)
+    assert code == 0 and "=== would send: clusters to ana@example.com" in out
+    assert outbox_rows(site) == []
 
 
 def test_checkin_names_the_agent_and_a_bad_date_is_a_usage_error(site, capsys):

@@ -234,6 +234,13 @@ def build(ctx: Context, *, day: date | None, now: datetime, agent: str | None = 
     return _report(ctx, who, now, day or local.date(), _current_part(spec_for(ctx, who), local))
 
 
+def deliver(ctx: Context, report: Report, now: datetime) -> int:
+    """The mail a slot would send for `report` (what `--dry-run` shows): none for an empty list."""
+    if not report.data["total"]:
+        return 0
+    return 1 if send(ctx, report, report.data["address"], now) is not None else 0
+
+
 def slot_day(slot: Slot, tz) -> tuple[date, str]:
     """The local day and the wall time ("09:30") of a slot, read from its key (a slot moved
     by a DST gap keeps the spec's wall time there), else from its instant."""
@@ -254,9 +261,7 @@ def _runner(name: str):
         if local_day != now.astimezone(agent.config.timezone).date():
             return 0  # caught up on a later day (the daemon was down): that day's slots bring the list
         report = _report(ctx, agent, now, local_day, part_of_day(spec_for(ctx, agent), local_day, wall))
-        if not report.data["total"]:
-            return 0
-        return 1 if send(ctx, report, agent.address, now) is not None else 0
+        return deliver(ctx, report, now)
     return run
 
 

@@ -12,10 +12,10 @@ from collections import defaultdict
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from mailproc import slots
+from mailproc import reports, slots
 from mailproc.clusters import PAGE_AT, SUGGEST_AT
 from mailproc.context import Context
-from mailproc.models import TYPE_LABELS, Case, Cluster, ClusterMember, aware, utc
+from mailproc.models import TYPE_LABELS, Case, Cluster, ClusterMember, iso, utc
 from mailproc.reports import Report, html as report_html
 from mailproc.reports.queries import CLOSED as FINISHED  # not open: as the digest and the weekly count
 
@@ -27,10 +27,6 @@ REPORT_FROM = 2  # the report also shows pairs: a cluster in the making
 REPORT_MEMBERS = 200  # per cluster in the report
 KNOWN_LISTED = 1000  # tagged cases in the report
 KIND = "clusters"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return aware(value).isoformat(timespec="seconds") if value is not None else None
 
 
 def clusters(start: datetime, end: datetime, *, min_size: int = SHOWN_FROM,
@@ -48,11 +44,11 @@ def clusters(start: datetime, end: datetime, *, min_size: int = SHOWN_FROM,
         if members_limit is not None:
             q = q.limit(members_limit)
         members = [{"case": m.case.id, "summary": m.case.summary, "contact": m.case.contact,
-                    "created_at": _iso(m.case.created_at), "similarity": int(round(m.similarity)),
+                    "created_at": iso(m.case.created_at, "seconds"), "similarity": int(round(m.similarity)),
                     "known_issue": m.case.known_issue or ""} for m in q]
         out.append({"id": c.id, "type": c.type, "size": c.size, "summary": c.summary,
-                    "opened_at": _iso(c.opened_at), "last_at": _iso(c.last_at),
-                    "suggested_at": _iso(c.suggested_at), "paged_at": _iso(c.paged_at),
+                    "opened_at": iso(c.opened_at, "seconds"), "last_at": iso(c.last_at, "seconds"),
+                    "suggested_at": iso(c.suggested_at, "seconds"), "paged_at": iso(c.paged_at, "seconds"),
                     "members": members})
     return out
 
@@ -96,7 +92,7 @@ def known_issues(start: datetime, end: datetime) -> list[dict[str, Any]]:
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for c in rows:
         grouped[c.known_issue].append({"case": c.id, "summary": c.summary, "contact": c.contact,
-                                       "status": c.status, "created_at": _iso(c.created_at)})
+                                       "status": c.status, "created_at": iso(c.created_at, "seconds")})
     out = [{"known": k, "cases": v, "open": sum(1 for c in v if c["status"] not in FINISHED)}
            for k, v in grouped.items()]
     out.sort(key=lambda d: (-len(d["cases"]), d["known"]))
@@ -123,7 +119,8 @@ def build(ctx: Context, *, day: date | None, now: datetime, agent: str | None = 
     start, end = _midnight(day, tz), _midnight(day + timedelta(days=1), tz)
     docs_end = min(end, now) if start <= now else end
     data = {
-        "day": day.isoformat(), "timezone": str(tz), "start": _iso(utc(start)), "end": _iso(utc(end)),
+        "day": day.isoformat(), "timezone": str(tz), "start": iso(utc(start), "seconds"),
+        "end": iso(utc(end), "seconds"),
         "generated_at": now.astimezone(timezone.utc).isoformat(timespec="seconds"),
         "clusters": clusters(start, end, min_size=REPORT_FROM, members_limit=REPORT_MEMBERS),
         "known_issues": known_issues(start, end),
@@ -132,4 +129,4 @@ def build(ctx: Context, *, day: date | None, now: datetime, agent: str | None = 
     }
     rendered = ctx.templates.render(KIND, data=data, type_labels=TYPE_LABELS, day=day)
     return Report(kind=KIND, subject=rendered.subject, data=data, text=rendered.text,
-                  html=report_html.finish(rendered.html), to=[])
+                  html=report_html.finish(rendered.html), to=reports.recipients(ctx))

@@ -296,9 +296,19 @@ def run_confirm(ctx: Context, slot: Slot, now: datetime) -> int:
 
 
 def run_send(ctx: Context, slot: Slot, now: datetime) -> int:
+    """The send_by_day slot: last month's reports (see `send_month`)."""
+    return send_month(ctx, _slot_month(ctx, slot), now)
+
+
+def deliver(ctx: Context, report: Report, now: datetime) -> int:
+    """The mails the send_by_day slot queues for the month of `report` (what
+    `mailproc report hours --dry-run` shows): the clients' reports, not the team's overview."""
+    return send_month(ctx, month(date.fromisoformat(report.data["month"] + "-01"), ctx.config.timezone), now)
+
+
+def send_month(ctx: Context, m: Month, now: datetime) -> int:
     """Each company's report to its contact and a copy to its owner; the companies that
     could not be mailed, to the leads."""
-    m = _slot_month(ctx, slot)
     ours = ctx.config.our_addresses
     missing: list[dict[str, Any]] = []
     count = 0

@@ -62,7 +62,7 @@ from typing import Any
 import peewee as pw
 
 from mailproc import db
-from mailproc.models import CASE_TYPES, PRIORITIES, STATUSES, aware, utc
+from mailproc.models import CASE_TYPES, PRIORITIES, STATUSES, iso, stored, utc
 
 LIST_LIMIT = 50
 CLOSED = ("resolved", "pending_closure", "closed")  # not open: the work is done or being confirmed
@@ -96,17 +96,6 @@ def hours(a: str, b: str) -> str:
 
 def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
-
-
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return aware(value)
-
-
-def _iso(value: Any) -> str | None:
-    value = _time(value)
-    return None if value is None else value.isoformat()
 
 
 def _round(value: Any, digits: int = 2) -> float | None:
@@ -238,8 +227,8 @@ def sla(start: datetime, end: datetime, now: datetime, *, limit: int = LIST_LIMI
     where = _RED_WHERE.format(marks=_marks(OPEN))
     (count,) = db.query_one('SELECT COUNT(*) FROM "cases" c' + where, [at, *OPEN])
     red = [{"number": n, "summary": summary, "tier": tier, "priority": priority, "status": status,
-            "assignee": handle or address, "sla_due": _iso(due),
-            "hours_overdue": _round((now - _time(due)).total_seconds() / 3600)}
+            "assignee": handle or address, "sla_due": iso(due),
+            "hours_overdue": _round((now - stored(due)).total_seconds() / 3600)}
            for n, summary, tier, priority, status, due, handle, address in db.query_all(
                'SELECT c."id", c."summary", c."tier", c."priority", c."status", c."sla_due", p."handle", p."address"'
                ' FROM "cases" c LEFT JOIN "person" p ON p."id" = c."assignee_id"' + where
@@ -259,7 +248,7 @@ def stuck(start: datetime, end: datetime, now: datetime, *, statuses: Sequence[s
         (waiting["count"],) = db.query_one('SELECT COUNT(*) FROM "cases" c' + where, params)
         waiting["cases"] = [
             {"number": n, "summary": summary, "status": status, "tier": tier, "assignee": handle or address,
-             "waiting_since": _iso(since), "hours_waiting": _round((now - _time(since)).total_seconds() / 3600)}
+             "waiting_since": iso(since), "hours_waiting": _round((now - stored(since)).total_seconds() / 3600)}
             for n, summary, status, tier, since, handle, address in db.query_all(
                 'SELECT c."id", c."summary", c."status", c."tier", c."waiting_since", p."handle", p."address"'
                 ' FROM "cases" c LEFT JOIN "person" p ON p."id" = c."assignee_id"' + where
@@ -270,14 +259,14 @@ def stuck(start: datetime, end: datetime, now: datetime, *, statuses: Sequence[s
         (holds["count"],) = db.query_one('SELECT COUNT(*) FROM "cases" c' + where, list(hold_statuses))
         holds["cases"] = [
             {"number": n, "summary": summary, "status": status, "tier": tier, "assignee": handle or address,
-             "held_since": _iso(since), "flagged_at": _iso(flagged),
-             "days_held": _round((now - _time(since)).total_seconds() / 86400, 1)}
+             "held_since": iso(since), "flagged_at": iso(flagged),
+             "days_held": _round((now - stored(since)).total_seconds() / 86400, 1)}
             for n, summary, status, tier, since, flagged, handle, address in db.query_all(
                 'SELECT c."id", c."summary", c."status", c."tier", c."status_changed_at", c."long_hold_at",'
                 ' p."handle", p."address" FROM "cases" c LEFT JOIN "person" p ON p."id" = c."assignee_id"'
                 + where + ' ORDER BY c."status_changed_at", c."id" LIMIT ?', [*hold_statuses, limit])]
     waiting["count"], holds["count"] = int(waiting["count"]), int(holds["count"])
-    return {"waiting": waiting, "holds": holds, "cutoff": _iso(cutoff)}
+    return {"waiting": waiting, "holds": holds, "cutoff": iso(cutoff)}
 
 
 # --- satisfaction and testimonials ------------------------------------------------------
@@ -293,7 +282,7 @@ def satisfaction(start: datetime, end: datetime, now: datetime, *, answers: Sequ
     listed: list[dict] = []
     if unhappy:
         listed = [{"number": n, "summary": summary, "answer": answer, "assignee": handle or address,
-                   "answered_at": _iso(at)}
+                   "answered_at": iso(at)}
                   for n, summary, answer, at, handle, address in db.query_all(
                       'SELECT c."id", c."summary", c."satisfaction", c."satisfaction_at", p."handle", p."address"'
                       ' FROM "cases" c LEFT JOIN "person" p ON p."id" = c."assignee_id"'
@@ -381,9 +370,9 @@ def pipeline(start: datetime, end: datetime, now: datetime, *, mailboxes: Sequen
         ' FROM "message" WHERE "stored_at" >= ? AND "stored_at" < ? GROUP BY "state", "disposition"',
         ["parked%", utc(start), utc(end)])
     dispositions: dict[str, int] = {}
-    stored = failed = parked = pending = 0
+    received = failed = parked = pending = 0
     for state, disposition, count, parked_n in rows:
-        stored += int(count)
+        received += int(count)
         if state == "failed":
             failed += int(count)
             parked += int(parked_n or 0)
@@ -391,24 +380,24 @@ def pipeline(start: datetime, end: datetime, now: datetime, *, mailboxes: Sequen
             pending += int(count)
         elif disposition:
             dispositions[disposition] = dispositions.get(disposition, 0) + int(count)
-    outbox = {state: (int(n), _time(oldest)) for state, n, oldest in db.query_all(
+    outbox = {state: (int(n), stored(oldest)) for state, n, oldest in db.query_all(
         'SELECT "state", COUNT(*), MIN("created_at") FROM "outbox" WHERE "state" IN (\'queued\', \'sending\')'
         ' GROUP BY "state"', [])}
     oldests = [o for _, o in outbox.values() if o is not None]
     oldest = min(oldests) if oldests else None
-    polls = {name: (_time(ok), _time(err_at), err) for name, ok, err_at, err in db.query_all(
+    polls = {name: (stored(ok), stored(err_at), err) for name, ok, err_at, err in db.query_all(
         'SELECT "mailbox", "last_ok_at", "last_error_at", "last_error" FROM "mailbox_state"', [])}
     names = list(mailboxes) or sorted(polls)
     boxes = []
     for name in names:
         ok, error_at, error = polls.get(name, (None, None, None))
-        boxes.append({"name": name, "last_ok_at": _iso(ok),
+        boxes.append({"name": name, "last_ok_at": iso(ok),
                       "hours_since_ok": None if ok is None else _round((now - ok).total_seconds() / 3600),
                       "failing": error_at is not None and (ok is None or error_at >= ok),
                       "last_error": error if error_at is not None and (ok is None or error_at >= ok) else None})
-    return {"messages": {"stored": stored, "dispositions": dict(sorted(dispositions.items())), "failed": failed,
+    return {"messages": {"stored": received, "dispositions": dict(sorted(dispositions.items())), "failed": failed,
                          "parked": parked, "pending": pending},
             "outbox": {"queued": outbox.get("queued", (0, None))[0], "sending": outbox.get("sending", (0, None))[0],
-                       "oldest_at": _iso(oldest),
+                       "oldest_at": iso(oldest),
                        "oldest_hours": None if oldest is None else _round((now - oldest).total_seconds() / 3600)},
             "mailboxes": boxes}

@@ -34,7 +34,7 @@ import peewee as pw
 
 from mailproc import db, oncall, reports, slots
 from mailproc.context import Context
-from mailproc.models import CASE_TYPES, PRIORITIES, PRIORITY_LABELS, STATUSES, TYPE_LABELS, aware, utc
+from mailproc.models import CASE_TYPES, PRIORITIES, PRIORITY_LABELS, STATUSES, TYPE_LABELS, aware, iso, stored, utc
 from mailproc.reports import Report, html as report_html, queries
 from mailproc.scheduled import SlotJob
 
@@ -155,17 +155,6 @@ def _instant(day: date, tz: tzinfo) -> datetime:
 # --- the queries --------------------------------------------------------------------------------------------------
 
 
-def _time(value: Any) -> datetime | None:
-    """A stored time as aware UTC (SQLite hands raw-query times back as text)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return aware(value)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def _hours(since: datetime | None, until: datetime | None) -> float | None:
     return None if since is None or until is None else round((until - since).total_seconds() / 3600, 1)
 
@@ -216,10 +205,10 @@ def open_loops(now: datetime) -> dict:
     listed = []
     for number, summary, tier, priority, status, entered, answered, handle, address in db.query_all(
             LOOPS, params + [LIST_LIMIT]):
-        entered, answered = _time(entered), _time(answered)
+        entered, answered = stored(entered), stored(answered)
         listed.append({"number": number, "summary": summary, "tier": tier, "priority": priority, "status": status,
-                       "assignee": _who(handle, address), "tier_entered_at": _iso(entered),
-                       "last_agent_at": _iso(answered), "waiting_hours": _hours(entered, now)})
+                       "assignee": _who(handle, address), "tier_entered_at": iso(entered),
+                       "last_agent_at": iso(answered), "waiting_hours": _hours(entered, now)})
     return {"count": int(count or 0), "cases": listed}
 
 
@@ -228,10 +217,10 @@ def known_issues(start: datetime, end: datetime) -> dict:
     rows = db.query_all(KNOWN, week + list(OPEN) + week + list(OPEN) + list(OPEN) + [LIST_LIMIT])
     issues = []
     for name, total, opened, closed, still_open, first in rows:
-        first = _time(first)
+        first = stored(first)
         opened, closed, still_open = int(opened or 0), int(closed or 0), int(still_open or 0)
         issues.append({"known_issue": name, "cases": int(total), "opened": opened, "closed": closed,
-                       "open": still_open, "first_case_at": _iso(first),
+                       "open": still_open, "first_case_at": iso(first),
                        "new": first is not None and start <= utc(first) < end,
                        "done": still_open == 0 and closed > 0})
     return {"count": len(issues), "new": sum(1 for i in issues if i["new"]),
@@ -247,11 +236,11 @@ def pages(ctx: Context, start: datetime, end: datetime) -> dict:
     listed = []
     for number, summary, priority, tier, status, paged, ack, handle, address in db.query_all(
             PAGES, [start, end, LIST_LIMIT]):
-        paged, ack = _time(paged), _time(ack)
+        paged, ack = stored(paged), stored(ack)
         answered = ack is not None and paged is not None and ack >= paged
         listed.append({"number": number, "summary": summary, "priority": priority, "tier": tier, "status": status,
-                       "assignee": _who(handle, address), "paged_at": _iso(paged),
-                       "acknowledged_at": _iso(ack) if answered else None,
+                       "assignee": _who(handle, address), "paged_at": iso(paged),
+                       "acknowledged_at": iso(ack) if answered else None,
                        "ack_minutes": round((ack - paged).total_seconds() / 60) if answered else None})
     paged_whom: dict[str, int] = {}
     rounds = {"oncall:page": 0, "oncall:wakeup": 0, "oncall:next": 0}
@@ -279,7 +268,7 @@ def review(start: datetime, end: datetime) -> dict:
     for number, summary, status, tags, tagged, handle, address in db.query_all(REVIEW, params + [LIST_LIMIT]):
         tags = _tags(tags)
         listed.append({"number": number, "summary": summary, "status": status, "assignee": _who(handle, address),
-                       "tags": review_tags_of(tags), "tagged_at": _iso(_time(tagged))})
+                       "tags": review_tags_of(tags), "tagged_at": iso(stored(tagged))})
     return {"tags": list(REVIEW_TAGS), "count": int(count or 0), "cases": listed}
 
 
@@ -306,7 +295,7 @@ def build(ctx: Context, *, day: date | None, now: datetime, agent: str | None = 
     previous = _instant(monday - timedelta(days=7), tz)
     data = {
         "week": {"monday": monday.isoformat(), "sunday": sunday.isoformat(), "timezone": str(tz),
-                 "start": _iso(aware(start)), "end": _iso(aware(end))},
+                 "start": iso(aware(start)), "end": iso(aware(end))},
         "generated_at": now.astimezone(timezone.utc).isoformat(),
         "volumes": volumes(start, end, previous),
         "open_loops": open_loops(now),
