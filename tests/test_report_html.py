@@ -6,11 +6,13 @@ script error, a console.error and an external load."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mailproc import cases, db, roster
+from mailproc import cases, db, roster, scheduled
 from mailproc.clock import Clock
 from mailproc.config import load
 from mailproc.context import load_context
@@ -150,3 +152,63 @@ def test_a_clean_page_has_no_errors(tmp_path):
     shot = browser.render_html("<html><body><table><tr><td style=\"background:#2f80ed\">&nbsp;</td></tr></table>"
                                "</body></html>", tmp_path, "clean")
     assert shot.errors == [] and shot.messages == []
+
+
+# --- the mails as the daemon queues them --------------------------------------------------------------------------
+
+
+def queued_parts(row: Outbox) -> tuple[str, str, str, list[str], str]:
+    """The queued mail's text/html content, that part's encoded (wire) body, the text/plain
+    content, every MIME part's Content-ID and the Subject."""
+    mail = email.message_from_bytes(bytes(row.raw), policy=email.policy.default)
+    cids = [str(part["Content-ID"]) for part in mail.walk() if part["Content-ID"] is not None]
+    html_parts = [p for p in mail.walk() if p.get_content_type() == "text/html"]
+    text_parts = [p for p in mail.walk() if p.get_content_type() == "text/plain"]
+    assert len(html_parts) == 1 and len(text_parts) == 1, [p.get_content_type() for p in mail.walk()]
+    wire = html_parts[0].get_payload(decode=False)
+    assert isinstance(wire, str)
+    return html_parts[0].get_content(), wire, text_parts[0].get_content(), cids, str(mail["Subject"])
+
+
+@pytest.mark.parametrize("kind", ["digest", "weekly"])
+def test_the_queued_digest_mails_pass_the_checks_and_render(ctx, tmp_path, kind):
+    every_kind(NOW)
+    # built before the slots queue anything: the digest's outbox backlog is the one its slot saw
+    built = (digest.build(ctx, day=DAY.date(), now=NOW) if kind == "digest" else weekly.build(ctx, day=None, now=NOW))
+    done = scheduled.run(ctx, NOW)
+    assert done.failed == [], done.failed
+    rows = list(Outbox.select().where(Outbox.kind == kind).order_by(Outbox.to_addr))
+    assert [r.to_addr for r in rows] == ["ana@example.com", "eva@example.com"]  # the leads
+    for row in rows:
+        page, wire, text, cids, subject = queued_parts(row)
+        assert html.problems(page, cids) == [], html.problems(page, cids)
+        assert len(wire.encode("ascii")) < html.LIMIT and len(page.encode("utf-8")) < html.LIMIT
+        lines = text.splitlines()
+        d = built.data
+        if kind == "digest":
+            v = d["volumes"]
+            assert v["new"]["total"] > 0 and v["closed"]["total"] > 0 and d["sla"]["totals"]["red"] > 0
+            for line in (f"New: {v['new']['total']}", f"Open now: {v['open']['total']}",
+                         f"Red: {d['sla']['totals']['red']}", f"Resolved: {d['resolution']['count']}"):
+                assert line in lines, line
+            assert any(line.startswith(f"Closed: {v['closed']['total']}") for line in lines)
+            assert any(line.startswith(f"Net growth: {v['net']:+d} (goal 0)") for line in lines)
+            assert f"{v['new']['total']} new" in subject and f"{d['sla']['totals']['red']} red" in subject
+        else:
+            v = d["volumes"]
+            assert v["new"] > 0 and d["open_loops"]["count"] > 0
+            assert any(line.startswith(f"New cases:    {v['new']} ") for line in lines)
+            assert any(line.startswith(f"Closed cases: {v['closed']} ") for line in lines)
+            assert any(line.startswith(f"OPEN LOOPS: {d['open_loops']['count']} ") for line in lines)
+            assert f"{d['open_loops']['count']} open loops" in subject
+        assert lines == built.text.splitlines()  # the report as built, line for line (CRLF ends on the wire)
+    page = queued_parts(rows[0])[0]
+    shot = browser.render_html(page, tmp_path, f"queued-{kind}")
+    assert shot.errors == [], shot.errors
+    assert shot.png.exists() and shot.png.stat().st_size > 20_000
+
+
+def test_an_empty_daily_digest_renders_too(ctx, tmp_path):
+    report = digest.build(ctx, day=None, now=NOW)
+    assert report.data["volumes"]["new"]["total"] == 0 and report.data["sla"]["totals"]["red"] == 0
+    check_in_browser(report, tmp_path, "empty-digest")
