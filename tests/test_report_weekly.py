@@ -120,8 +120,8 @@ def test_volumes_count_new_and_closed_in_the_local_week_beside_the_week_before(c
     assert "New cases:    3 (week before 2, +1)" in text
     assert "Closed cases: 2 (week before 1, +1)" in text
     assert "Net growth:   +1 (week before +1; the goal is 0 or less)" in text
-    assert "bug                  2       1  0/1" in text
-    assert "P2                   2       1  0/0" in text
+    assert "Bug / Report a Problem            2       1  0/1" in text
+    assert "P2 – Blocker                      2       1  0/0" in text
 
 
 # --- open loops ---------------------------------------------------------------------------------------------------
