@@ -75,6 +75,9 @@ def main() -> int:
             print("    " + "\n    ".join(text.strip().splitlines()[:14]))
         _banner("mailproc status")
         cli.main(base + ["status"])
+        _banner("mailproc report digest --for 2026-11-26  (the leads' daily digest of that day)")
+        cli.main(["--config", str(config), "--now", "2026-11-27T07:30:00+00:00", "report", "digest",
+                  "--for", "2026-11-26"])
         later = "2026-11-30T17:30:00+00:00"
         _banner(f"mailproc run --once --dry-run --now {later}  (what the timers will send by then)")
         shown = io.StringIO()
@@ -86,6 +89,7 @@ def main() -> int:
         print(f"  .venv/bin/mailproc --config {config} cases show 1")
         print(f"  .venv/bin/mailproc --config {config} cases list --json")
         print(f"  .venv/bin/mailproc --config {config} --now {later} run --once --dry-run")
+        print(f"  .venv/bin/mailproc --config {config} report digest --for 2026-11-26 --format html > digest.html")
         print("  (the demo's IMAP and SMTP servers stop when this command ends)")
         return 0
     finally:
