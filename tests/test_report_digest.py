@@ -212,7 +212,7 @@ def test_stuck_cases_and_long_engineering_holds(ctx):
     assert calendar.deadline(target, cutoff) <= NOW < calendar.deadline(target, cutoff + timedelta(minutes=2))
     text = lines(_build(ctx))
     assert "Waiting on us past the nudge threshold: 1" in text and "Long engineering holds: 1" in text
-    assert f"#{hold} pending_development unassigned, held 20.0 days: Export needs a fix" in text
+    assert f"#{hold} pending_development, unassigned, held 20.0 days: Export needs a fix" in text
 
 
 def test_satisfaction_answers_and_the_testimonial_pipeline(ctx):

@@ -192,9 +192,9 @@ Red: 1
 
 STUCK CASES
 Waiting on us past the nudge threshold: 1
-#5 assigned unassigned, waiting 144.0 h: Still nobody answered
+#5 assigned, unassigned, waiting 144.0 h: Still nobody answered
 Long engineering holds: 1
-#6 pending_development unassigned, held 20.0 days: Export needs a fix
+#6 pending_development, unassigned, held 20.0 days: Export needs a fix
 
 SATISFACTION (answers that day: 2)
 Extremely Satisfied: 1
