@@ -1,0 +1,59 @@
+"""The labelled set of tests/labelled/ is what its README promises: every mail labelled
+once with valid values, a held-out part of at least 150, four languages, the four types
+about even, every priority, and a directory that imports."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+from mailproc import directory
+from mailproc.models import CASE_TYPES, PRIORITIES
+from mailproc.parse import parse
+
+SET = Path(__file__).parent / "labelled"
+
+
+def rows() -> list[dict]:
+    found = []
+    for path in sorted(SET.glob("labels-*.csv")):
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            assert reader.fieldnames == ["file", "type", "priority", "language", "why"], path
+            found.extend(reader)
+    return found
+
+
+def test_every_mail_is_labelled_once_with_valid_values():
+    labelled = [r["file"] for r in rows()]
+    on_disk = sorted(str(p.relative_to(SET)) for p in SET.glob("*/*.eml"))
+    assert sorted(labelled) == on_disk and len(set(labelled)) == len(labelled)
+    for r in rows():
+        priorities = r["priority"].split()
+        assert r["type"] in CASE_TYPES and priorities and set(priorities) <= set(PRIORITIES), r
+        assert r["language"] in ("en", "pt-BR", "pt-PT", "es") and r["why"].strip(), r
+
+
+def test_the_parts_languages_types_and_priorities_are_as_the_readme_says():
+    labels = rows()
+    assert len(labels) >= 400
+    assert sum(r["file"].startswith("heldout/") for r in labels) >= 150
+    languages = Counter(r["language"] for r in labels)
+    types = Counter(r["type"] for r in labels)
+    assert len(languages) == 4 and min(languages.values()) >= 0.2 * len(labels)
+    assert min(types.values()) >= 0.2 * len(labels)
+    assert {r["priority"].split()[0] for r in labels} == set(PRIORITIES)
+
+
+def test_every_mail_parses_with_a_sender_a_subject_and_a_text(tmp_path):
+    for path in sorted(SET.glob("*/*.eml")):
+        mail = parse(path.read_bytes())
+        assert mail.from_addr and mail.subject and (mail.text or "").strip(), path
+        assert not [d for d in mail.defects if "parse failed" in d], (path, mail.defects)
+
+
+def test_the_directory_imports():
+    rows = directory.read_csv(SET / "directory.csv")
+    assert {r["plan"] for r in rows} == {"free", "trial", "paid", "enterprise"}
+    assert any(r["high_value"] for r in rows) and any(r["partner"] for r in rows) and any(r["internal"] for r in rows)
