@@ -113,7 +113,7 @@ def _v6(database: pw.Database) -> None:
     for name in V6_CUSTOMER_COLUMNS:
         if name not in present:
             run_migration(migrator.add_column("customer", name, models.Customer._meta.fields[name]))
-    database.create_tables([models.Answer, models.Cluster, models.ClusterMember], safe=True)
+    database.create_tables([models.Answer, models.Cluster, models.ClusterMember, models.Correction], safe=True)
     for name, target in V6_INDEXES:
         database.execute_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
 

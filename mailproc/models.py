@@ -409,8 +409,27 @@ class ClusterMember(Base):
     added_at = pw.DateTimeField()
 
 
+class Correction(Base):
+    """An agent's change of a case's type or priority by command (`[type=bug]`), kept with
+    what the classifier read (subject and start of the description) so that corrections
+    can be counted per rule (`mailproc classify report`) and learnt from. Every change is
+    kept; `classifier` says whether the old value was the rules' decision (the rule is
+    not an agent's `command:...`): only those count as the classifier's errors."""
+    case = pw.ForeignKeyField(Case, on_delete="CASCADE")
+    field = pw.CharField()  # type | priority
+    old = pw.CharField(null=True)
+    new = pw.CharField()
+    actor = pw.CharField()  # the agent's address
+    at = pw.DateTimeField(index=True)
+    rule = pw.CharField(null=True)  # what had set the old value: "classification:...", "priority:...", "command:..."
+    classifier = pw.BooleanField(default=True)  # the old value was the rules' (not an earlier command's)
+    text = pw.TextField(default="")  # the case's subject, a blank line, the start of its description
+    message = pw.ForeignKeyField(Message, null=True, on_delete="SET NULL")
+
+
 TABLES = [SchemaVersion, Team, Person, TeamMember, Customer, Contact, Case, CaseLink, Participant, Message,
-          Event, Outbox, ImapCheckpoint, Lease, Due, SlotRun, MailboxState, Answer, Cluster, ClusterMember]
+          Event, Outbox, ImapCheckpoint, Lease, Due, SlotRun, MailboxState, Answer, Cluster, ClusterMember,
+          Correction]
 
 TYPE_LABELS = {"request": "Request for Service", "admin": "Admin Task",
                "enhancement": "Enhancement Request", "bug": "Bug / Report a Problem"}

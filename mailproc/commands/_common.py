@@ -10,7 +10,7 @@ from datetime import datetime
 from difflib import get_close_matches
 from typing import Any
 
-from mailproc import cases
+from mailproc import cases, corrections
 from mailproc.models import Case, Message
 
 
@@ -78,6 +78,16 @@ def set_field(case: Case, field: str, value: Any, *, command: str, actor: str, n
     if not changed:
         return Change(None, old, value, f"{field} already {_shown(new_text)}")
     return Change(field, old, value, f"{field}: {_shown(old_text)} \u2192 {_shown(new_text)}")
+
+
+def correct(case: Case, field: str, value: str, *, command: str, actor: str, now: datetime,
+            message: Origin) -> Change:
+    """`set_field` for the classifier's fields (type, priority): a real change is also kept
+    as a correction, with the mail's text and the rule it overrides (mailproc.corrections)."""
+    old = case.__data__.get(field)
+    if old != value:
+        corrections.record(case, field, old, value, actor=actor, now=now, message=message.row)
+    return set_field(case, field, value, command=command, actor=actor, now=now, message=message)
 
 
 def _shown(value: Any) -> str:

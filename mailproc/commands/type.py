@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailproc.commands._common import choose, need_value, set_field
+from mailproc.commands._common import choose, correct, need_value
 from mailproc.models import CASE_TYPES
 
 name = "type"
@@ -12,4 +12,4 @@ help = "set the case type: " + ", ".join(CASE_TYPES)
 
 def run(ctx, case, value, *, actor, now, message):
     wanted = choose("type", need_value(name, value, syntax), CASE_TYPES)
-    return set_field(case, "type", wanted, command=name, actor=actor, now=now, message=message)
+    return correct(case, "type", wanted, command=name, actor=actor, now=now, message=message)
