@@ -28,8 +28,7 @@ from mailproc import db, directory
 from mailproc.models import CASE_TYPES
 from mailproc.parse import parse
 from mailproc.rules import load_rules
-from mailproc.rules.matching import Facts, body_text, normalise
-from mailproc.stages.classify import decide
+from mailproc.stages.classify import decide, facts_of
 
 SET = Path(__file__).resolve().parent.parent / "tests" / "labelled"
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
@@ -61,12 +60,8 @@ def labels() -> list[Label]:
 def classify(rules, raw: bytes) -> tuple[str, str, dict[str, str]]:
     """(type, priority, the rules that decided) for one mail, as intake would decide them."""
     mail = parse(raw)
-    sender = (mail.reply_to[0] if mail.reply_to else mail.from_addr or "").strip().lower()
-    customer = directory.lookup(sender) if sender else None
     box = "billing" if any("billing@" in a.lower() for a in mail.to) else "support"
-    facts = Facts(subject=normalise(mail.subject or ""), body=body_text(mail.text or ""), sender=sender,
-                  mailbox=box, customer=customer)
-    fields, by = decide(rules, facts, NOW, None)
+    fields, by = decide(rules, facts_of(mail, box), NOW, None)
     return fields["type"], fields["priority"], by
 
 

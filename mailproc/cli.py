@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--json", action="store_true")
     st = sub.add_parser("status", help="mailboxes' last polls, outbox, failed messages, due work, red SLAs, holds")
     st.add_argument("--json", action="store_true")
+    cf = sub.add_parser("classify", help="how new mail would be classified (type, priority, team, …) and by which "
+                                         "rule, without storing anything")
+    cf.add_argument("files", nargs="*", type=Path, metavar="FILE.eml")
+    cf.add_argument("--mailbox", help="as received by this mailbox (default: the one it is addressed to, else "
+                                      "the first)")
+    cf.add_argument("--json", action="store_true")
     from mailproc.reports import FORMATS, REPORTS
     rp = sub.add_parser("report", help="print (or mail) a report: the digests, a check-in list, hours, outcomes, "
                                        "known-issue clusters")
@@ -260,6 +266,8 @@ def dispatch(args, ctx: Context) -> int:
         return cmd_status(args, ctx)
     if args.command == "report":
         return cmd_report(args, ctx)
+    if args.command == "classify":
+        return cmd_classify(args, ctx)
     if args.command == "customers":
         from mailproc import directory
         imported = directory.import_csv(args.file, ctx.clock.now(), agents=[a.name for a in ctx.config.agents])
@@ -342,6 +350,49 @@ def cmd_report(args, ctx: Context) -> int:
     print(f"queued the {args.kind} report to {', '.join(recipients)} ({queued} mail(s)); the sender sends it",
           file=sys.stderr)
     return 0
+
+
+def cmd_classify(args, ctx: Context) -> int:
+    """`classify FILE…`: each mail's decision and the rule behind each field, nothing stored."""
+    from mailproc.stages.classify import explain
+
+    if not args.files:
+        print("mailproc: error: name one or more .eml files", file=sys.stderr)
+        return 2
+    chosen = ctx.config.mailbox(args.mailbox) if args.mailbox else None
+    now = ctx.clock.now()
+    results, code = [], 0
+    for path in args.files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            print(f"mailproc: error: {path}: {exc.strerror or exc}", file=sys.stderr)
+            code = 1
+            continue
+        box = chosen or _addressed_box(ctx, raw)
+        decision = explain(ctx.rules, raw, now, box)
+        results.append({"file": str(path), "mailbox": box.name if box else None, **decision})
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False, default=str))
+        return code
+    for r in results:
+        f, by = r["fields"], r["decided_by"]
+        who = r["customer"]["company"] + f" ({r['customer']['plan']})" if r["customer"] else "not in the directory"
+        print(f"{r['file']}: {r['subject']!r} from {r['from'] or '(no sender)'}, {who}")
+        for name in ("type", "priority", "status", "team", "need_by", "needs_triage", "urgent"):
+            if name in f:
+                print(f"  {name:13} {f[name]!s:22} {by.get(name, '')}")
+    return code
+
+
+def _addressed_box(ctx: Context, raw: bytes):
+    """The mailbox a mail is addressed to (To/Cc), else the first configured."""
+    from mailproc.parse import parse
+
+    mail = parse(raw)
+    wanted = {a.lower() for a in (*mail.to, *mail.cc)}
+    boxes = ctx.config.mailboxes
+    return next((b for b in boxes if b.address.lower() in wanted), boxes[0] if boxes else None)
 
 
 def cmd_status(args, ctx: Context) -> int:

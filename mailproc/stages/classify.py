@@ -82,16 +82,41 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     return fields, by
 
 
+def facts_of(mail, mailbox: str | None, customer=None) -> Facts:
+    """What the rules read of a parsed mail: the sender (Reply-To first), its directory row
+    (looked up here unless given), the normalised subject and body."""
+    sender = (mail.reply_to[0] if mail.reply_to else mail.from_addr or "").strip().lower()
+    if customer is None and sender:
+        customer = directory.lookup(sender)
+    return Facts(subject=normalise(mail.subject or ""), body=body_text(mail.text or ""), sender=sender,
+                 mailbox=mailbox, customer=customer)
+
+
+def explain(rules: Rules, raw: bytes, now: datetime, mailbox: MailboxConfig | None) -> dict[str, Any]:
+    """What a new case opened by `raw` would get, and the rule behind each field, without
+    storing anything (`mailproc classify FILE`): for writing and testing rules."""
+    from mailproc.parse import parse
+
+    mail = parse(raw)
+    facts = facts_of(mail, mailbox.name if mailbox else None)
+    fields, by = decide(rules, facts, now, mailbox)
+    customer = facts.customer
+    return {"subject": mail.subject or "", "from": facts.sender,
+            "customer": None if customer is None else {
+                "match": customer.match, "company": customer.company, "plan": customer.plan,
+                "licenses": customer.licenses, "high_value": customer.high_value, "partner": customer.partner,
+                "internal": customer.internal},
+            "fields": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in fields.items()},
+            "decided_by": by}
+
+
 def run(work) -> None:
     """Fill work.fields / work.decided_by for mail that opens a new case."""
     if (work.screen is not None or work.case is not None or work.duplicate_of is not None
             or work.disposition is not None):
         return
-    mail = work.mail
-    sender = (mail.reply_to[0] if mail.reply_to else mail.from_addr or "").strip().lower()
-    work.customer = directory.lookup(sender) if sender else None
-    facts = Facts(subject=normalise(mail.subject or ""), body=body_text(mail.text or ""), sender=sender,
-                  mailbox=work.mailbox.name if work.mailbox else None, customer=work.customer)
+    facts = facts_of(work.mail, work.mailbox.name if work.mailbox else None)
+    work.customer = facts.customer
     fields, by = decide(work.ctx.rules, facts, work.now, work.mailbox)
     work.fields.update(fields)
     work.decided_by.update(by)
