@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--mailbox", help="as received by this mailbox (default: the one it is addressed to, else "
                                       "the first)")
     cf.add_argument("--json", action="store_true")
+    cf.add_argument("--report", action="store_true",
+                    help="instead: how often agents corrected each type and priority, and the rules involved")
+    cf.add_argument("--days", type=int, default=30, metavar="N", help="with --report: the last N days (default 30)")
     from mailproc.reports import FORMATS, REPORTS
     rp = sub.add_parser("report", help="print (or mail) a report: the digests, a check-in list, hours, outcomes, "
                                        "known-issue clusters")
@@ -352,10 +355,27 @@ def cmd_report(args, ctx: Context) -> int:
     return 0
 
 
+def _classify_report(args, ctx: Context) -> int:
+    """`classify --report [--days N]`: agents' corrections of type and priority (mailproc.classify_report)."""
+    from mailproc import classify_report
+
+    if args.files:
+        print("mailproc: error: --report reads no files", file=sys.stderr)
+        return 2
+    data = classify_report.report(ctx.clock.now(), days=args.days)
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        print(classify_report.render(data), end="")
+    return 0
+
+
 def cmd_classify(args, ctx: Context) -> int:
     """`classify FILE…`: each mail's decision and the rule behind each field, nothing stored."""
     from mailproc.stages.classify import explain
 
+    if args.report:
+        return _classify_report(args, ctx)
     if not args.files:
         print("mailproc: error: name one or more .eml files", file=sys.stderr)
         return 2
