@@ -310,6 +310,8 @@ def cmd_cases(args, ctx: Context) -> int:
         for key in ("status", "type", "priority", "tier", "team", "assignee", "contact", "company", "need_by"):
             rule = data["decided_by"].get(key)
             print(f"  {key:<9} {shown(data[key])}" + (f"   (by {shown(rule)})" if rule else ""))
+        if data["decided_by"].get("evidence"):  # every classification rule that held, with its weight
+            print(f"  {'evidence':<9} {shown(data['decided_by']['evidence'])}")
         if data["sla"]:
             print(f"  {'sla':<9} {data['sla']}" + (f", red at {data['sla_due']}" if data["sla_due"] else ""))
         print("  events:")
@@ -402,6 +404,8 @@ def cmd_classify(args, ctx: Context) -> int:
         for name in ("type", "priority", "status", "team", "need_by", "needs_triage", "urgent"):
             if name in f:
                 print(f"  {name:13} {f[name]!s:22} {by.get(name, '')}")
+        if by.get("evidence"):
+            print(f"  {'evidence':13} {by['evidence']}")
     return code
 
 

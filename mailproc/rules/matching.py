@@ -111,32 +111,37 @@ class Conditions:
     min_licenses: int | None = None
 
     def matches(self, facts: Facts) -> bool:
+        return self.found(facts) is not None
+
+    def found(self, facts: Facts) -> str | None:
+        """None when a condition fails; else the text that made the text condition hold
+        (the phrase, or what the pattern matched), or "" for a rule without one: the
+        evidence a case's history shows."""
         c = facts.customer
         if self.types is not None and facts.type not in self.types:
-            return False
+            return None
         if self.urgent is not None and facts.urgent != self.urgent:
-            return False
+            return None
         if self.known_customer is not None and (c is not None) != self.known_customer:
-            return False
+            return None
         if self.plans is not None and (c is None or c.plan not in self.plans):
-            return False
+            return None
         if self.paid is not None and (c is not None and c.plan in PAID_PLANS) != self.paid:
-            return False
+            return None
         for flag in ("high_value", "partner", "internal"):
             wanted = getattr(self, flag)
             if wanted is not None and bool(c is not None and getattr(c, flag)) != wanted:
-                return False
+                return None
         if self.min_licenses is not None and (c is None or c.licenses < self.min_licenses):
-            return False
+            return None
         if self.mailboxes is not None and facts.mailbox not in self.mailboxes:
-            return False
+            return None
         if self.senders is not None and not self.senders.match(facts.sender, facts.domain):
-            return False
-        if self.text:
-            text = facts.both if self.scope == "both" else getattr(facts, self.scope)
-            if not any(p.search(text) for p in self.text):
-                return False
-        return True
+            return None
+        if not self.text:
+            return ""
+        text = facts.both if self.scope == "both" else getattr(facts, self.scope)
+        return next((hit for p in self.text if (hit := p.find(text)) is not None), None)
 
 
 class Phrases:
@@ -160,14 +165,18 @@ class Phrases:
         self.flexible = tuple(flexible)
 
     def search(self, text: str) -> bool:
+        return self.find(text) is not None
+
+    def find(self, text: str) -> str | None:
+        """The first phrase found in `text` as a whole word, or None."""
         for literal in self.literals:
             start = text.find(literal)
             while start >= 0:
                 end = start + len(literal)
                 if not (start and _is_word(text[start - 1])) and not (end < len(text) and _is_word(text[end])):
-                    return True
+                    return literal
                 start = text.find(literal, start + 1)
-        return any(p.search(text) for p in self.flexible)
+        return next((hit for p in self.flexible if (hit := p.find(text)) is not None), None)
 
 
 def _is_word(char: str) -> bool:
@@ -187,9 +196,14 @@ class Pattern:
         return self.regex.pattern
 
     def search(self, text: str) -> bool:
+        return self.find(text) is not None
+
+    def find(self, text: str) -> str | None:
+        """What the regex matched in `text`, or None."""
         if self.needles is not None and not any(n in text for n in self.needles):
-            return False
-        return self.regex.search(text) is not None
+            return None
+        match = self.regex.search(text)
+        return None if match is None else match.group(0)
 
 
 def _needles_of(regex: re.Pattern[str]) -> tuple[str, ...] | None:

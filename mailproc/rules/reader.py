@@ -228,6 +228,15 @@ class TomlTable:
             raise self.error(key, f"must be a whole number, at least {minimum}")
         return value
 
+    def number(self, key: builtins.str, default: builtins.float, minimum: builtins.float = 0.0,
+               above: builtins.bool = False) -> builtins.float:
+        """A number (whole or not) of at least `minimum` (more than it, with `above`)."""
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or (
+                above and value == minimum):
+            raise self.error(key, f"must be a number {'above' if above else 'of at least'} {minimum:g}")
+        return float(value)
+
     def str_list(self, key: builtins.str) -> list[builtins.str]:
         value = self.data.get(key, [])
         if isinstance(value, str):

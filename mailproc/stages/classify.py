@@ -33,13 +33,18 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     fields: dict[str, Any] = {"urgent": facts.urgent}
     by: dict[str, str] = {"urgent": "priority:urgent_phrases"}
 
-    rule = classification.match(facts)
+    decision = classification.weigh(facts)
+    rule = decision.rule
     if rule is None:
-        facts.type, triage, source = classification.default_type, True, "classification:default"
+        # no evidence ("default"), too little ("weak") or two types too close ("split")
+        source = "classification:default" if decision.why == "none" else f"classification:{decision.why}"
+        facts.type, triage = classification.default_type, True
         fields["admin_task_type"] = None
     else:
         facts.type, triage, source = rule.type, rule.needs_triage, f"classification:{rule.name}"
         fields["admin_task_type"] = rule.admin_task_type
+    if decision.evidence:
+        by["evidence"] = "; ".join(map(str, decision.evidence))
     fields["type"], by["type"] = facts.type, source
     fields["needs_triage"], by["needs_triage"] = triage, source
     if fields["admin_task_type"]:
