@@ -65,7 +65,8 @@ def classify(rules, raw: bytes) -> tuple[str, str, dict[str, str]]:
     return fields["type"], fields["priority"], by
 
 
-def report(name: str, rows: list[tuple[Label, str, str, dict]], seconds: float, misses: int) -> None:
+def report(name: str, rows: list[tuple[Label, str, str, dict]], seconds: float, misses: int,
+           priority_misses: int = 0) -> None:
     n = len(rows)
     if not n:
         print(f"{name}: no mails")
@@ -91,19 +92,28 @@ def report(name: str, rows: list[tuple[Label, str, str, dict]], seconds: float, 
         print(f"  first {misses} type misses:")
         for label, got, prio, by in [r for r in rows if r[0].type != r[1]][:misses]:
             print(f"    {label.file}: label {label.type} {'/'.join(label.priorities)}, rules {got} {prio} "
-                  f"({by['type']}, {by['priority']})")
+                  f"({by['type']}, {by['priority']}) evidence: {by.get('evidence', '-')}")
+    if priority_misses and name == "dev":
+        print(f"  first {priority_misses} priority misses (type right):")
+        wrong = [r for r in rows if r[0].type == r[1] and r[2] not in r[0].priorities]
+        for label, _got, prio, by in wrong[:priority_misses]:
+            print(f"    {label.file}: label {label.type} {'/'.join(label.priorities)}, rules {prio} "
+                  f"({by['priority']}) — {label.why}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("dev", "heldout", "all"), default="all")
     parser.add_argument("--misses", type=int, default=0)
+    parser.add_argument("--rules", type=Path, help="a directory of rule files replacing the shipped ones of the "
+                                                   "same name (as [mailproc] rules does)")
+    parser.add_argument("--priority-misses", type=int, default=0, help="list N dev mails whose priority was missed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db.open_database(f"sqlite:///{tmp}/labelled.sqlite3")
         try:
             directory.import_csv(SET / "directory.csv")
-            rules = load_rules()
+            rules = load_rules(args.rules)
             results: dict[str, list] = defaultdict(list)
             spent: Counter = Counter()
             for label in labels():
@@ -116,7 +126,7 @@ def main() -> int:
                 results[label.split].append((label, got, prio, by))
             for split in ("dev", "heldout"):
                 if split in results:
-                    report(split, results[split], spent[split], args.misses)
+                    report(split, results[split], spent[split], args.misses, args.priority_misses)
         finally:
             db.close()
     return 0
