@@ -66,3 +66,23 @@ def clock_from(monkeypatch, start: datetime) -> None:
         return cls(parse_instant(now)) if now else cls.shifted(offset)
 
     monkeypatch.setattr(Clock, "from_env", classmethod(from_env))
+
+
+def report_site(url: str, make_config, agents: dict, now: datetime, digest_zone: str = "Europe/Lisbon"):
+    """A desk for report tests: one mailbox (never polled), `agents` synced to the database,
+    the digest in `digest_zone`; the context at `now`, its database open (the caller closes it)."""
+    from mailproc import roster
+    from mailproc.clock import Clock
+    from mailproc.config import load
+    from mailproc.context import load_context
+
+    path = make_config(database=url, agents=agents,
+                       mailboxes=[dict(name="support", host="127.0.0.1", port=1, username="u", password="p",
+                                       address="support@example.com")])
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f"\n[digest]\ntimezone = {digest_zone}\n")
+    config = load(path)
+    db.open_database(config.database)
+    context = load_context(config, Clock(now))
+    roster.sync(context.roster)
+    return context

@@ -12,10 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mailproc import cases, db, roster, scheduled
-from mailproc.clock import Clock
-from mailproc.config import load
-from mailproc.context import load_context
+from helpers import report_site
+from mailproc import cases, db, scheduled
 from mailproc.models import (CASE_TYPES, PRIORITIES, Answer, Case, Cluster, ClusterMember, MailboxState, Message,
                              Outbox, utc)
 from mailproc.reports import digest, html, weekly
@@ -33,15 +31,7 @@ TIERS = ("triage", "T1", "T2", "T3", "T4", "T5", "oncall")
 
 @pytest.fixture
 def ctx(sqlite_url, make_config):
-    path = make_config(database=sqlite_url, agents=AGENTS,
-                       mailboxes=[dict(name="support", host="127.0.0.1", port=1, username="u", password="p",
-                                       address="support@example.com")])
-    with path.open("a", encoding="utf-8") as f:
-        f.write("\n[digest]\ntimezone = Europe/Lisbon\n")
-    config = load(path)
-    db.open_database(config.database)
-    context = load_context(config, Clock(NOW))
-    roster.sync(context.roster)
+    context = report_site(sqlite_url, make_config, AGENTS, NOW)
     yield context
     db.close()
 

@@ -15,10 +15,8 @@ from datetime import date, datetime, timedelta, timezone
 import peewee as pw
 import pytest
 
-from mailproc import db, roster
-from mailproc.clock import Clock
-from mailproc.config import load
-from mailproc.context import load_context
+from helpers import report_site
+from mailproc import db
 from mailproc.models import Case, Cluster, ClusterMember, Customer, Person, TimeEntry, utc
 from mailproc.reports import build
 
@@ -35,15 +33,7 @@ REPORTS = (("digest", DAY, None), ("weekly", DAY, None), ("outcomes", DAY, None)
 
 
 def open_site(url: str, make_config):
-    path = make_config(database=url, agents=AGENTS,
-                       mailboxes=[dict(name="support", host="127.0.0.1", port=1, username="u", password="p",
-                                       address="support@example.com")])
-    with path.open("a", encoding="utf-8") as f:
-        f.write("\n[digest]\ntimezone = Europe/Lisbon\n")
-    config = load(path)
-    db.open_database(config.database)
-    context = load_context(config, Clock(NOW))
-    roster.sync(context.roster)
+    context = report_site(url, make_config, AGENTS, NOW)
     return context
 
 

@@ -12,10 +12,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from mailproc import cases, db, missingdocs, roster, status
-from mailproc.clock import Clock
-from mailproc.config import load
-from mailproc.context import load_context
+from helpers import report_site
+from mailproc import cases, db, missingdocs, status
 from mailproc.models import Case, CaseLink, Cluster, ClusterMember, Message, Outbox, utc
 from mailproc.reports import digest, weekly
 
@@ -30,15 +28,7 @@ AGENTS = {"ana": {"address": "ana@example.com", "roles": "lead"}, "rui": {"addre
 
 @pytest.fixture
 def ctx(db_url, make_config):
-    path = make_config(database=db_url, agents=AGENTS,
-                       mailboxes=[dict(name="support", host="127.0.0.1", port=1, username="u", password="p",
-                                       address="support@example.com")])
-    with path.open("a", encoding="utf-8") as f:
-        f.write("\n[digest]\ntimezone = Europe/Lisbon\n")
-    config = load(path)
-    db.open_database(config.database)
-    context = load_context(config, Clock(NOW))
-    roster.sync(context.roster)
+    context = report_site(db_url, make_config, AGENTS, NOW)
     yield context
     db.close()
 
