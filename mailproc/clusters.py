@@ -295,18 +295,7 @@ def suggest(ctx: Context, cluster: Cluster, now: datetime) -> int:
     if box is None or not leads:
         log.warning("cluster %d: %s", cluster.id, "no mailbox to send from" if box is None else "no lead to tell")
         return 0
-    sent = 0
-    for lead in leads:
-        tz = lead.config.timezone
-        context = dict(_common(ctx, cluster, cases, known), tz=tz, now=now.astimezone(tz),
-                       agent_name=compose.printable_line(lead.config.display_name or lead.name, compose.MAX_NAME),
-                       cases=_listed(ctx, cases, known, lead.name, now, box.address),
-                       tokens_off=not ctx.config.token_keys)
-        if outbox.render_and_queue(ctx, kind="known_issue_suggestion", case=None, to=lead.address,
-                                   mail_from=box.address, context=context, in_reply_to=None, references=[],
-                                   now=now, automatic=False, reply=False, auto_submitted="auto-generated"):
-            sent += 1
-    return sent
+    return _mail_each(ctx, "known_issue_suggestion", leads, cluster, cases, known, box.address, now)
 
 
 def status_post(cluster: Cluster, cases: list[Case]) -> str:
@@ -331,16 +320,23 @@ def page(ctx: Context, cluster: Cluster, now: datetime) -> int:
     if agent is None:
         log.warning("cluster %d: nobody is on call: the leads are paged", cluster.id)
     known = cluster.known or f"{next_known_id()}-{slug(cluster.summary)}"
+    return _mail_each(ctx, "known_issue_page", paged, cluster, cases, known, box.address, now,
+                      status_post=status_post(cluster, cases), on_call=agent is not None)
+
+
+def _mail_each(ctx: Context, kind: str, people: list, cluster: Cluster, cases: list[Case], known: str,
+               mailbox: str, now: datetime, **extra: Any) -> int:
+    """Queue `kind` about `cluster` to each agent of `people`, in their zone and with reply
+    links tokened to them; how many were queued."""
     sent = 0
-    for person in paged:
+    for person in people:
         tz = person.config.timezone
         context = dict(_common(ctx, cluster, cases, known), tz=tz, now=now.astimezone(tz),
                        agent_name=compose.printable_line(person.config.display_name or person.name, compose.MAX_NAME),
-                       cases=_listed(ctx, cases, known, person.name, now, box.address),
-                       tokens_off=not ctx.config.token_keys, status_post=status_post(cluster, cases),
-                       on_call=agent is not None)
-        if outbox.render_and_queue(ctx, kind="known_issue_page", case=None, to=person.address,
-                                   mail_from=box.address, context=context, in_reply_to=None, references=[],
-                                   now=now, automatic=False, reply=False, auto_submitted="auto-generated"):
+                       cases=_listed(ctx, cases, known, person.name, now, mailbox),
+                       tokens_off=not ctx.config.token_keys, **extra)
+        if outbox.render_and_queue(ctx, kind=kind, case=None, to=person.address, mail_from=mailbox,
+                                   context=context, in_reply_to=None, references=[], now=now, automatic=False,
+                                   reply=False, auto_submitted="auto-generated"):
             sent += 1
     return sent
