@@ -57,3 +57,30 @@ def test_the_directory_imports():
     rows = directory.read_csv(SET / "directory.csv")
     assert {r["plan"] for r in rows} == {"free", "trial", "paid", "enterprise"}
     assert any(r["high_value"] for r in rows) and any(r["partner"] for r in rows) and any(r["internal"] for r in rows)
+
+
+# Floors on the held-out part, just under what the shipped rules reach (bench/README.md:
+# 75.7 % type, 51.5 % priority); issue 9's targets are 90 % and 85 %. Raise them as the
+# rules improve; never tune rules on the held-out mails.
+TYPE_FLOOR, PRIORITY_FLOOR = 0.74, 0.50
+
+
+def test_the_shipped_rules_stay_above_the_floors_on_the_held_out_part(database):
+    from datetime import datetime, timezone
+
+    from mailproc.rules import load_rules
+    from mailproc.stages.classify import decide, facts_of
+
+    directory.import_csv(SET / "directory.csv")
+    rules = load_rules()
+    now = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
+    held = [r for r in rows() if r["file"].startswith("heldout/")]
+    types = priorities = 0
+    for r in held:
+        mail = parse((SET / r["file"]).read_bytes())
+        box = "billing" if any("billing@" in a.lower() for a in mail.to) else "support"
+        fields, _ = decide(rules, facts_of(mail, box), now, None)
+        types += fields["type"] == r["type"]
+        priorities += fields["priority"] in r["priority"].split()
+    assert types / len(held) >= TYPE_FLOOR, f"type {types}/{len(held)}"
+    assert priorities / len(held) >= PRIORITY_FLOOR, f"priority {priorities}/{len(held)}"
