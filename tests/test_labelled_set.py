@@ -60,9 +60,9 @@ def test_the_directory_imports():
 
 
 # Floors on the held-out part, just under what the shipped rules reach (bench/README.md:
-# 75.7 % type, 51.5 % priority); issue 9's targets are 90 % and 85 %. Raise them as the
+# 75.7 % type, 65.7 % priority); issue 9's targets are 90 % and 85 %. Raise them as the
 # rules improve; never tune rules on the held-out mails.
-TYPE_FLOOR, PRIORITY_FLOOR = 0.74, 0.50
+TYPE_FLOOR, PRIORITY_FLOOR = 0.74, 0.64
 
 
 def test_the_shipped_rules_stay_above_the_floors_on_the_held_out_part(database):
