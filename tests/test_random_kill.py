@@ -121,5 +121,5 @@ def test_random_kills_of_the_process_group_send_nothing_twice(dovecot, imap_user
 
 @pytest.mark.slow
 def test_many_random_kills(dovecot, imap_user, smtp, make_config, db_url):
-    trials(dovecot, imap_user, smtp, make_config, db_url, count=int(os.environ.get("MAILPROC_KILL_TRIALS", "30")),
+    trials(dovecot, imap_user, smtp, make_config, db_url, count=int(os.environ.get("MAILPROC_KILL_TRIALS", "20")),
            per_trial=80)
