@@ -39,20 +39,26 @@ def _v2(database: pw.Database) -> None:
     database.create_tables([models.Lease])
 
 
+def _add_missing_columns(database: pw.Database, model, names: tuple[str, ...]) -> None:
+    """Add the model's columns `names` to its table where missing (a database made by v1 of a
+    later release already has them: v1 creates the tables as the models are now)."""
+    from playhouse.migrate import SchemaMigrator, migrate as run_migration
+
+    table = model._meta.table_name
+    migrator = SchemaMigrator.from_database(database)
+    present = {c.name for c in database.get_columns(table)}
+    for name in names:
+        if name not in present:
+            run_migration(migrator.add_column(table, name, model._meta.fields[name]))
+
+
 def _v3(database: pw.Database) -> None:
     """The roster: an agent's NAME, time zone and last assignment, a team's lead, team
     membership, and an index for counting an agent's open cases. A database made by
     _v1 from today's models has them already, so each part is added only if missing."""
-    from playhouse.migrate import SchemaMigrator, migrate as run_migration
-
     from mailproc import models
-    migrator = SchemaMigrator.from_database(database)
-    for model, names in ((models.Person, ("handle", "timezone", "last_assigned_at")), (models.Team, ("lead",))):
-        table = model._meta.table_name
-        present = {c.name for c in database.get_columns(table)}
-        for name in names:
-            if name not in present:
-                run_migration(migrator.add_column(table, name, model._meta.fields[name]))
+    _add_missing_columns(database, models.Person, ("handle", "timezone", "last_assigned_at"))
+    _add_missing_columns(database, models.Team, ("lead",))
     database.create_tables([models.TeamMember, models.Case], safe=True)  # safe: also the indexes
 
 
@@ -71,14 +77,8 @@ def _v5(database: pw.Database) -> None:
     """The workflow's timers: the due-work table (with a partial index of the pending
     rows, which is all the sweep reads), slot runs, mailbox poll state, and the case
     columns timers and SLA clocks keep."""
-    from playhouse.migrate import SchemaMigrator, migrate as run_migration
-
     from mailproc import models
-    migrator = SchemaMigrator.from_database(database)
-    present = {c.name for c in database.get_columns("cases")}
-    for name in V5_CASE_COLUMNS:
-        if name not in present:
-            run_migration(migrator.add_column("cases", name, models.Case._meta.fields[name]))
+    _add_missing_columns(database, models.Case, V5_CASE_COLUMNS)
     database.create_tables([models.Case, models.Due, models.SlotRun, models.MailboxState], safe=True)
     database.execute_sql('CREATE INDEX IF NOT EXISTS "due_pending" ON "due" ("due_at") WHERE "done_at" IS NULL')
     # `mailproc status` lists the flagged engineering holds: the few flagged cases, not all.
@@ -105,14 +105,8 @@ V6_INDEXES = (
 def _v6(database: pw.Database) -> None:
     """Reports and knowledge: the directory's hours-report columns, agents' answers,
     known-issue clusters, and the indexes the digests' range queries use."""
-    from playhouse.migrate import SchemaMigrator, migrate as run_migration
-
     from mailproc import models
-    migrator = SchemaMigrator.from_database(database)
-    present = {c.name for c in database.get_columns("customer")}
-    for name in V6_CUSTOMER_COLUMNS:
-        if name not in present:
-            run_migration(migrator.add_column("customer", name, models.Customer._meta.fields[name]))
+    _add_missing_columns(database, models.Customer, V6_CUSTOMER_COLUMNS)
     database.create_tables([models.Answer, models.Cluster, models.ClusterMember, models.Correction], safe=True)
     for name, target in V6_INDEXES:
         database.execute_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
