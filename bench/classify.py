@@ -108,6 +108,7 @@ def main() -> int:
     parser.add_argument("--rules", type=Path, help="a directory of rule files replacing the shipped ones of the "
                                                    "same name (as [mailproc] rules does)")
     parser.add_argument("--priority-misses", type=int, default=0, help="list N dev mails whose priority was missed")
+    parser.add_argument("--match", default="", help="only the mails whose file name contains this (e.g. 'es2-')")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db.open_database(f"sqlite:///{tmp}/labelled.sqlite3")
@@ -117,7 +118,7 @@ def main() -> int:
             results: dict[str, list] = defaultdict(list)
             spent: Counter = Counter()
             for label in labels():
-                if args.split != "all" and label.split != args.split:
+                if (args.split != "all" and label.split != args.split) or args.match not in label.file:
                     continue
                 raw = (SET / label.file).read_bytes()
                 start = time.perf_counter()

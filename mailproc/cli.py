@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="mailboxes' last polls, outbox, failed messages, due work, red SLAs, holds")
     st.add_argument("--json", action="store_true")
     cf = sub.add_parser("classify", help="how new mail would be classified (type, priority, team, …) and by which "
-                                         "rule, without storing anything")
+                                         "rule, without storing anything; `classify learn`: train the model of "
+                                         "agents' corrections; `classify report`: how often agents corrected")
     cf.add_argument("files", nargs="*", type=Path, metavar="FILE.eml")
     cf.add_argument("--mailbox", help="as received by this mailbox (default: the one it is addressed to, else "
                                       "the first)")
@@ -372,10 +373,49 @@ def _classify_report(args, ctx: Context) -> int:
     return 0
 
 
+def _classify_learn(args, ctx: Context) -> int:
+    """`classify learn`: train and store a model of each field agents corrected often enough."""
+    from mailproc import learned
+
+    now, results, code = ctx.clock.now(), [], 0
+    for field in learned.FIELDS:
+        try:
+            with db.transaction():
+                model = learned.learn(field, now, ctx.config.learn.min_corrections)
+        except learned.LearnError as exc:
+            results.append({"field": field, "trained": False, "why": str(exc)})
+            code = max(code, 1 if "scikit-learn" in str(exc) else 0)
+            continue
+        results.append({"trained": True, **learned.describe(model)})
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        return code
+    for r in results:
+        if not r["trained"]:
+            print(f"{r['field']}: no model: {r['why']}")
+            continue
+        accuracy = "n/a (too few corrections per value)" if r["accuracy"] is None else f"{r['accuracy']:.0%}"
+        print(f"{r['field']}: trained on {r['examples']} cases ({r['corrections']} corrected), {r['terms']} terms; "
+              f"right on {accuracy} of the corrections when left out of training")
+        for value, terms in r["strongest"].items():
+            print(f"  {value:12} {', '.join(terms)}")
+    return code
+
+
 def cmd_classify(args, ctx: Context) -> int:
     """`classify FILE…`: each mail's decision and the rule behind each field, nothing stored."""
+    from mailproc import learned
     from mailproc.stages.classify import explain
 
+    verb = str(args.files[0]) if args.files else ""
+    if verb in ("learn", "report") and not args.files[0].exists():
+        args.files = args.files[1:]
+        if verb == "learn":
+            if args.files or args.report:
+                print("mailproc: error: learn reads no files", file=sys.stderr)
+                return 2
+            return _classify_learn(args, ctx)
+        args.report = True
     if args.report:
         return _classify_report(args, ctx)
     if not args.files:
@@ -383,6 +423,7 @@ def cmd_classify(args, ctx: Context) -> int:
         return 2
     chosen = ctx.config.mailbox(args.mailbox) if args.mailbox else None
     now = ctx.clock.now()
+    models = learned.in_use(ctx.config.learn.weight, ctx.config.learn.priority_probability)
     results, code = [], 0
     for path in args.files:
         try:
@@ -392,7 +433,7 @@ def cmd_classify(args, ctx: Context) -> int:
             code = 1
             continue
         box = chosen or _addressed_box(ctx, raw)
-        decision = explain(ctx.rules, raw, now, box)
+        decision = explain(ctx.rules, raw, now, box, models)
         results.append({"file": str(path), "mailbox": box.name if box else None, **decision})
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False, default=str))
@@ -404,8 +445,9 @@ def cmd_classify(args, ctx: Context) -> int:
         for name in ("type", "priority", "status", "team", "need_by", "needs_triage", "urgent"):
             if name in f:
                 print(f"  {name:13} {f[name]!s:22} {by.get(name, '')}")
-        if by.get("evidence"):
-            print(f"  {'evidence':13} {by['evidence']}")
+        for name in ("evidence", "model"):
+            if by.get(name):
+                print(f"  {name:13} {by[name]}")
     return code
 
 

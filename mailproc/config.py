@@ -141,6 +141,15 @@ class HoursConfig:
 
 
 @dataclass(frozen=True)
+class LearnConfig:
+    """[learn]: the model learnt from agents' corrections (mailproc.learned)."""
+    min_corrections: int = 50  # a field gets a model once agents corrected this many cases
+    weight: float = 1.0  # the type model's evidence at probability 1 (0: the model is not used)
+    priority_probability: float = 0.8  # how sure the priority model must be to override the rules
+    nightly: time | None = None  # retrain daily at this local time; None: only `mailproc classify learn`
+
+
+@dataclass(frozen=True)
 class LifecycleConfig:
     """[lifecycle]: customer-lifecycle mails (seeds 001 and 004)."""
     call_prep_day: int = 1  # day of the month the enterprise monthly-call preparation goes
@@ -182,6 +191,7 @@ class Config:
     checkin: CheckinConfig | None = None
     hours: HoursConfig = HoursConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    learn: LearnConfig = LearnConfig()
 
     @property
     def token_keys(self) -> tuple[bytes, ...]:
@@ -307,7 +317,8 @@ DIGEST_KEYS = ("time", "timezone", "recipients", "weekly")
 CHECKIN_KEYS = ("slots",)
 HOURS_KEYS = ("send_by_day", "exclude_tags", "confirm_days_before", "time")
 LIFECYCLE_KEYS = ("call_prep_day", "time", "offboarding_tag")
-SECTIONS = ("mailproc", "smtp", "auth", "oncall", "digest", "checkin", "hours", "lifecycle")
+LEARN_KEYS = ("min_corrections", "weight", "priority_probability", "nightly")
+SECTIONS = ("mailproc", "smtp", "auth", "oncall", "digest", "checkin", "hours", "lifecycle", "learn")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 AGENT_TIERS = ("T1", "T2", "T3", "T4", "T5")
@@ -394,6 +405,7 @@ def load(path: str | os.PathLike) -> Config:
             "slots", parse_slots("09:30, 13:30, 16:30"), parse_slots)),
         hours=_hours(parser, file),
         lifecycle=_lifecycle(parser, file),
+        learn=_learn(parser, file),
     )
 
 
@@ -803,3 +815,30 @@ def _lifecycle(parser, file: str) -> LifecycleConfig:
         raise s.error("call_prep_day", "must be at most 28, a day every month has")
     tag = s.str("offboarding_tag", "offboarding") or "offboarding"
     return LifecycleConfig(call_prep_day=day, at=s.convert("time", time(9, 0), _wall_time), offboarding_tag=tag)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be from 0 to 1, not {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:  # also refuses nan
+        raise ValueError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _learn(parser, file: str) -> LearnConfig:
+    s = _Section(parser, "learn", file, LEARN_KEYS)
+    nightly = s.convert("nightly", None, lambda text: _wall_time(text) if text.strip() else None)
+    if nightly is not None:
+        try:
+            import sklearn  # noqa: F401  (the nightly training needs it: say so at start, not at 03:00)
+        except ImportError:
+            raise s.error("nightly", "training needs scikit-learn: pip install 'mailproc[learn]'") from None
+    return LearnConfig(min_corrections=s.int("min_corrections", 50, minimum=1),
+                       weight=s.convert("weight", 1.0, _non_negative),
+                       priority_probability=s.convert("priority_probability", 0.8, _fraction), nightly=nightly)

@@ -112,9 +112,15 @@ def _v6(database: pw.Database) -> None:
         database.execute_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
 
 
+def _v7(database: pw.Database) -> None:
+    """Models learnt from agents' corrections (mailproc.learned)."""
+    from mailproc import models
+    database.create_tables([models.LearnedModel], safe=True)
+
+
 # Append (version, function) pairs here; never edit a released one.
 MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5),
-                                                                (6, _v6)]
+                                                                (6, _v6), (7, _v7)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -427,9 +427,25 @@ class Correction(Base):
     message = pw.ForeignKeyField(Message, null=True, on_delete="SET NULL")
 
 
+class LearnedModel(Base):
+    """A model of one field (type or priority) trained on agents' corrections by
+    `mailproc classify learn` (mailproc.learned). `data` is plain JSON (classes,
+    intercepts, per-term weights), so a model is read without the training library
+    and can be inspected; the newest row of a field is the one in use."""
+    field = pw.CharField()
+    trained_at = pw.DateTimeField()
+    examples = pw.IntegerField()  # what it was trained on: corrections plus confirmed cases
+    corrections = pw.IntegerField()
+    accuracy = pw.FloatField(null=True)  # cross-validated, when there were enough examples per class
+    data = pw.TextField()
+
+    class Meta:
+        indexes = ((("field", "trained_at"), False),)
+
+
 TABLES = [SchemaVersion, Team, Person, TeamMember, Customer, Contact, Case, CaseLink, Participant, Message,
           Event, Outbox, ImapCheckpoint, Lease, Due, SlotRun, MailboxState, Answer, Cluster, ClusterMember,
-          Correction]
+          Correction, LearnedModel]
 
 TYPE_LABELS = {"request": "Request for Service", "admin": "Admin Task",
                "enhancement": "Enhancement Request", "bug": "Bug / Report a Problem"}

@@ -29,7 +29,7 @@ log = logging.getLogger("mailproc.scheduled")
 
 # Modules with `slot_jobs(ctx) -> list[SlotJob]`; imported on first use.
 PROVIDERS = ("mailproc.reports.digest", "mailproc.reports.weekly", "mailproc.reports.checkin",
-             "mailproc.reports.hours", "mailproc.lifecycle")
+             "mailproc.reports.hours", "mailproc.lifecycle", "mailproc.learned")
 RETRY_AFTER = timedelta(minutes=5)  # a job that failed is tried again after this
 HORIZON = timedelta(days=40)  # how far ahead the next slot of a job is looked for (monthly jobs)
 

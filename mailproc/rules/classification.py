@@ -77,8 +77,9 @@ class Classification:
         """The rule that speaks for the decided type (None: no type decided)."""
         return self.weigh(facts).rule
 
-    def weigh(self, facts: Facts) -> Decision:
-        evidence = tuple(Evidence(r, hit) for r in self.rules if (hit := r.when.found(facts)) is not None)
+    def weigh(self, facts: Facts, extra: tuple[Evidence, ...] = ()) -> Decision:
+        """`extra`: evidence from outside the rules (the model learnt from corrections)."""
+        evidence = tuple(Evidence(r, hit) for r in self.rules if (hit := r.when.found(facts)) is not None) + extra
         if not evidence:
             return Decision(None, None, evidence, {}, "none")
         scores: dict[str, float] = {}

@@ -5,7 +5,7 @@ the subject or body, the sender, the mailbox, what the directory knows of the
 customer), so the conditions and the way text is compared live here, once.
 
 Matching is on one normalised text, built once per mail: subject and body
-(quoted '>' lines dropped, the first 20 KB only), lower-cased, accents and
+(the sender's own words of the first 20 KB: rules.trim), lower-cased, accents and
 apostrophes removed, whitespace runs made one space. Rule phrases and
 patterns get the same treatment when loaded, so "nao funciona" matches
 "não funciona" and "cant log in" matches "can't log in". Everything is
@@ -22,6 +22,7 @@ from importlib import import_module
 
 from mailproc.models import CASE_TYPES, PLANS, Customer
 from mailproc.rules.reader import TomlTable, compile_pattern
+from mailproc.rules.trim import own_text
 
 BODY_LIMIT = 20_000  # characters of body scanned: enough for any request, cheap for huge mails
 PAID_PLANS = frozenset({"paid", "enterprise"})
@@ -48,11 +49,9 @@ def normalise(text: str) -> str:
 
 
 def body_text(text: str) -> str:
-    """The part of a body worth matching: first BODY_LIMIT chars, quoted lines dropped."""
-    text = text[:BODY_LIMIT]
-    if ">" in text:
-        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
-    return normalise(text)
+    """The part of a body worth matching: of its first BODY_LIMIT chars, what the sender
+    wrote this time (quoted history, signature and disclaimers left out: rules.trim)."""
+    return normalise(own_text(text[:BODY_LIMIT]))
 
 
 @dataclass

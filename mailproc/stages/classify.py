@@ -18,22 +18,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mailproc import directory
+from mailproc import directory, learned
 from mailproc.config import MailboxConfig
 from mailproc.rules import Rules
-from mailproc.rules.matching import Facts, body_text, normalise
+from mailproc.rules.classification import Evidence, TypeRule
+from mailproc.rules.matching import Conditions, Facts, body_text, normalise
 
 
-def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | None
-           ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The new case's fields and, for each, the rule that set it. Pure: no database."""
+def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | None,
+           models: learned.InUse | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The new case's fields and, for each, the rule that set it. Pure: no database.
+    `models`: what agents' corrections taught (mailproc.learned), weighed beside the rules."""
     classification, priority_rules = rules.classification, rules.priority
     urgent = priority_rules.find_urgent(facts.both)
     facts.urgent = urgent is not None
     fields: dict[str, Any] = {"urgent": facts.urgent}
     by: dict[str, str] = {"urgent": "priority:urgent_phrases"}
 
-    decision = classification.weigh(facts)
+    extra: tuple[Evidence, ...] = ()
+    if models is not None and models.type is not None:
+        extra = (model_evidence(models.type, models.weight, facts),)
+    decision = classification.weigh(facts, extra)
     rule = decision.rule
     if rule is None:
         # no evidence ("default"), too little ("weak") or two types too close ("split")
@@ -57,6 +62,12 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     prio = priority_rules.match(facts)
     fields["priority"] = prio.priority if prio else priority_rules.default
     by["priority"] = f"priority:{prio.name}" if prio else "priority:default"
+    if models is not None and models.priority is not None:
+        found = learned.features(facts.subject, facts.body, learned.facets(facts.customer, "priority", facts.type))
+        level, p = models.priority.predict(found)
+        by["model"] = f"priority {level} ({p:.0%} sure; used from {models.priority_probability:.0%})"
+        if p >= models.priority_probability and level != fields["priority"]:
+            fields["priority"], by["priority"] = level, "model:priority"
 
     route = rules.routing.match(facts)
     if route is not None:
@@ -87,6 +98,13 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     return fields, by
 
 
+def model_evidence(model: learned.Model, weight: float, facts: Facts) -> Evidence:
+    """The type model's best guess as one more piece of evidence, weighing `weight` x its probability."""
+    kind, p = model.predict(learned.features(facts.subject, facts.body, learned.facets(facts.customer, "type")))
+    return Evidence(TypeRule(name="model", type=kind, when=Conditions(), weight=round(weight * p, 2)),
+                    f"{p:.0%} sure, from {model.corrections} corrections")
+
+
 def facts_of(mail, mailbox: str | None, customer=None) -> Facts:
     """What the rules read of a parsed mail: the sender (Reply-To first), its directory row
     (looked up here unless given), the normalised subject and body."""
@@ -97,14 +115,15 @@ def facts_of(mail, mailbox: str | None, customer=None) -> Facts:
                  mailbox=mailbox, customer=customer)
 
 
-def explain(rules: Rules, raw: bytes, now: datetime, mailbox: MailboxConfig | None) -> dict[str, Any]:
+def explain(rules: Rules, raw: bytes, now: datetime, mailbox: MailboxConfig | None,
+            models: learned.InUse | None = None) -> dict[str, Any]:
     """What a new case opened by `raw` would get, and the rule behind each field, without
     storing anything (`mailproc classify FILE`): for writing and testing rules."""
     from mailproc.parse import parse
 
     mail = parse(raw)
     facts = facts_of(mail, mailbox.name if mailbox else None)
-    fields, by = decide(rules, facts, now, mailbox)
+    fields, by = decide(rules, facts, now, mailbox, models)
     customer = facts.customer
     return {"subject": mail.subject or "", "from": facts.sender,
             "customer": None if customer is None else {
@@ -122,7 +141,9 @@ def run(work) -> None:
         return
     facts = facts_of(work.mail, work.mailbox.name if work.mailbox else None)
     work.customer = facts.customer
-    fields, by = decide(work.ctx.rules, facts, work.now, work.mailbox)
+    learn = work.ctx.config.learn
+    models = learned.in_use(learn.weight, learn.priority_probability)
+    fields, by = decide(work.ctx.rules, facts, work.now, work.mailbox, models)
     work.fields.update(fields)
     work.decided_by.update(by)
     if fields["urgent"]:

@@ -1,0 +1,337 @@
+"""A small statistical model of agents' corrections, weighed beside the rules.
+
+The rules in `rules/` stay the classifier; this adds what the desk's own agents
+taught it. `mailproc classify learn` (or the nightly slot, `[learn] nightly`)
+trains, for each of type and priority, a logistic regression over the words and
+word pairs of what the classifier read (subject and start of the text) plus a few
+facets of the customer (plan, high value, partner, internal; and the decided type,
+for priority). It learns from two kinds of example:
+
+- every case an agent corrected: the value the agents settled on (the newest
+  correction of the case), weighted CORRECTION_WEIGHT;
+- cases resolved without a correction of that field: the rules' value stood, so
+  it was right. Without them a model would only ever have seen the rules' mistakes
+  and would pull every mail towards the corrected types.
+
+Training needs scikit-learn (the optional extra `mailproc[learn]`); a model is
+kept as plain JSON in the `learned_model` table (intercepts and per-term weights),
+so classifying reads it with a few dict lookups and needs no library. A field
+gets no model until it has `[learn] min_corrections` corrections (50).
+
+How a model weighs in (mailproc.stages.classify): for type, its best class adds
+evidence `model` of `[learn] weight` x probability, beside the rules' evidence,
+so rules and model are summed and explained the same way; for priority, the
+rules' first match stands unless the model is at least `[learn] priority_probability`
+sure of another level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from mailproc import db
+from mailproc.models import Case, Correction, Customer, LearnedModel, utc
+from mailproc.rules.matching import body_text, normalise
+
+FIELDS = ("type", "priority")
+CORRECTION_WEIGHT = 3.0  # a corrected case teaches more than one where the rules were right
+CONFIRMED_LIMIT = 3000  # newest resolved, uncorrected cases used per field
+CONFIRMED_DAYS = 365
+KEEP = 3  # models kept per field (the newest is used; older ones for comparison)
+C = 10.0  # inverse regularisation: words are many and examples few, so fit them closely
+
+log = logging.getLogger("mailproc.learned")
+
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+class LearnError(Exception):
+    """Why no model could be trained (too few corrections, no scikit-learn)."""
+
+
+# --- features: the same function at training and at classification -------------------------------
+
+def features(subject: str, body: str, facets: tuple[str, ...] = ()) -> list[str]:
+    """Words and adjacent word pairs of the normalised subject and body, and the facets.
+    Subject words are also marked as such: "cancel" in a subject says more."""
+    words = _WORD.findall(body)
+    title = _WORD.findall(subject)
+    found = [f"s:{w}" for w in title] + title + words
+    found += [f"{a} {b}" for a, b in zip(words, words[1:])]
+    found += [f"{a} {b}" for a, b in zip(title, title[1:])]
+    found += [f"={f}" for f in facets]
+    return found
+
+
+def facets(customer: Customer | None, field: str, case_type: str | None = None) -> tuple[str, ...]:
+    """What the directory says of the sender (and, for priority, the decided type)."""
+    found: list[str] = []
+    if customer is None:
+        found.append("unknown")
+    else:
+        found.append(f"plan:{customer.plan or 'none'}")
+        found += [name for name in ("high_value", "partner", "internal") if getattr(customer, name, False)]
+    if field == "priority" and case_type:
+        found.append(f"type:{case_type}")
+    return tuple(found)
+
+
+def split_text(text: str) -> tuple[str, str]:
+    """A correction's kept text ("subject\\n\\ndescription") as the rules read it."""
+    subject, _, body = text.partition("\n\n")
+    return normalise(subject), body_text(body)
+
+
+# --- the stored model -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Model:
+    field: str
+    classes: tuple[str, ...]
+    intercepts: tuple[float, ...]
+    terms: dict[str, tuple[float, tuple[float, ...]]]  # term -> (idf, weight per class)
+    trained_at: datetime
+    examples: int
+    corrections: int
+    accuracy: float | None
+    id: int | None = None
+
+    def probabilities(self, found: list[str]) -> dict[str, float]:
+        """The class probabilities of a feature list: TF-IDF (sublinear tf, l2-normed over the
+        model's own terms, as scikit-learn's TfidfVectorizer) through the softmax of the
+        linear scores."""
+        counts = Counter(t for t in found if t in self.terms)
+        values = {t: (1.0 + math.log(n)) * self.terms[t][0] for t, n in counts.items()}
+        norm = math.sqrt(sum(v * v for v in values.values())) or 1.0
+        scores = list(self.intercepts)
+        for term, value in values.items():
+            weights = self.terms[term][1]
+            for i, w in enumerate(weights):
+                scores[i] += w * value / norm
+        top = max(scores)
+        exps = [math.exp(s - top) for s in scores]
+        total = sum(exps)
+        return {c: e / total for c, e in zip(self.classes, exps)}
+
+    def predict(self, found: list[str]) -> tuple[str, float]:
+        probabilities = self.probabilities(found)
+        best = max(probabilities, key=lambda c: probabilities[c])
+        return best, probabilities[best]
+
+    def to_json(self) -> str:
+        return json.dumps({"classes": list(self.classes), "intercepts": list(self.intercepts),
+                           "terms": {t: [idf, list(w)] for t, (idf, w) in self.terms.items()}},
+                          separators=(",", ":"), sort_keys=True)
+
+    @staticmethod
+    def from_row(row: LearnedModel) -> Model:
+        data = json.loads(row.data)
+        return Model(field=row.field, classes=tuple(data["classes"]), intercepts=tuple(data["intercepts"]),
+                     terms={t: (idf, tuple(w)) for t, (idf, w) in data["terms"].items()},
+                     trained_at=row.trained_at, examples=row.examples, corrections=row.corrections,
+                     accuracy=row.accuracy, id=row.id)
+
+
+# --- examples -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Example:
+    features: list[str]
+    label: str
+    weight: float
+    corrected: bool
+
+
+def examples(field: str, now: datetime) -> list[Example]:
+    """The corrected cases (their settled value) and the confirmed ones, newest first."""
+    if field not in FIELDS:
+        raise ValueError(f"models are learnt for {', '.join(FIELDS)}, not {field!r}")
+    settled: dict[int, Correction] = {}
+    for c in Correction.select().where(Correction.field == field).order_by(Correction.at.desc(),
+                                                                           Correction.id.desc()):
+        settled.setdefault(c.case_id, c)
+    cases = {c.id: c for c in Case.select().where(Case.id.in_(list(settled)))} if settled else {}
+    found: list[Example] = []
+    for case_id, c in settled.items():
+        case = cases.get(case_id)
+        subject, body = split_text(c.text)
+        customer = case.customer if case is not None else None
+        case_type = (case.type if case is not None else None) if field == "priority" else None
+        found.append(Example(features(subject, body, facets(customer, field, case_type)), c.new,
+                             CORRECTION_WEIGHT, True))
+    since = utc(now) - timedelta(days=CONFIRMED_DAYS)
+    confirmed = (Case.select().where(Case.resolved_at.is_null(False), Case.created_at >= since)
+                 .order_by(Case.created_at.desc()).limit(CONFIRMED_LIMIT + len(settled)))
+    for case in confirmed:
+        if case.id in settled or len(found) - len(settled) >= CONFIRMED_LIMIT:
+            continue
+        subject, body = normalise(case.summary or ""), body_text(case.description or "")
+        label = case.type if field == "type" else case.priority
+        found.append(Example(features(subject, body, facets(case.customer, field, case.type)), label, 1.0, False))
+    return found
+
+
+# --- training -------------------------------------------------------------------------------
+
+def _identity(found: list[str]) -> list[str]:
+    return found
+
+
+def fit(field: str, data: list[Example], now: datetime) -> Model:
+    """Train on `data` and say how well it does on corrections it was not trained on."""
+    return replace(train(field, data, now), accuracy=cross_validated(field, data, now))
+
+
+def pipeline(data: list[Example]):
+    """The fitted scikit-learn vectorizer and classifier (what `train` exports). The features
+    are made by `features` above, so the vectorizer only counts and weighs them."""
+    try:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+    except ImportError as e:
+        raise LearnError("training a model needs scikit-learn: pip install 'mailproc[learn]'") from e
+    vectorizer = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, lowercase=False)
+    matrix = vectorizer.fit_transform([e.features for e in data])
+    classifier = LogisticRegression(C=C, max_iter=2000)
+    classifier.fit(matrix, [e.label for e in data], sample_weight=[e.weight for e in data])
+    return vectorizer, classifier
+
+
+def train(field: str, data: list[Example], now: datetime) -> Model:
+    """Train, and export the model to terms and weights (every term is kept: the l2 norm of
+    a mail's vector counts them all)."""
+    labels = {e.label for e in data}
+    if len(labels) < 2:
+        raise LearnError(f"every {field} example has the same value ({labels.pop() if labels else 'none'}): "
+                         "nothing to tell apart")
+    vectorizer, classifier = pipeline(data)
+    coef = [[float(x) for x in row] for row in classifier.coef_]
+    intercepts = [float(i) for i in classifier.intercept_]
+    if len(classifier.classes_) == 2:  # one score, for the second class: softmax([0, s]) is its sigmoid
+        coef = [[0.0] * len(coef[0]), coef[0]]
+        intercepts = [0.0, intercepts[0]]
+    terms = {str(term): (float(vectorizer.idf_[column]), tuple(row[column] for row in coef))
+             for term, column in vectorizer.vocabulary_.items()}
+    return Model(field=field, classes=tuple(str(c) for c in classifier.classes_), intercepts=tuple(intercepts),
+                 terms=terms, trained_at=utc(now), examples=len(data),
+                 corrections=sum(e.corrected for e in data), accuracy=None)
+
+
+def cross_validated(field: str, data: list[Example], now: datetime, folds: int = 5) -> float | None:
+    """Accuracy on the corrected cases, each predicted by a model trained without it (k-fold):
+    how often the model would have given the agents' value where the rules did not. None
+    when some corrected value has fewer than two examples."""
+    corrected = [i for i, e in enumerate(data) if e.corrected]
+    per_class = Counter(data[i].label for i in corrected)
+    if not corrected or min(per_class.values()) < 2:
+        return None
+    folds = min(folds, len(corrected))
+    right = 0
+    for k in range(folds):
+        held = set(corrected[k::folds])
+        rest = [e for i, e in enumerate(data) if i not in held]
+        if len({e.label for e in rest}) < 2:
+            return None
+        model = train(field, rest, now)
+        right += sum(model.predict(data[i].features)[0] == data[i].label for i in held)
+    return right / len(corrected)
+
+
+# --- learn, store, use ----------------------------------------------------------------------
+
+def corrections_of(field: str) -> int:
+    """How many cases agents corrected the field of (what `min_corrections` counts)."""
+    row = db.query_one('SELECT COUNT(DISTINCT "case_id") FROM "correction" WHERE "field" = ?', [field])
+    return int(row[0] or 0)
+
+
+def learn(field: str, now: datetime, min_corrections: int) -> Model:
+    """Train and store a new model of `field`, in the caller's transaction."""
+    have = corrections_of(field)
+    if have < min_corrections:
+        raise LearnError(f"{have} corrections of {field} so far; a model is trained from {min_corrections} "
+                         "([learn] min_corrections)")
+    model = fit(field, examples(field, now), now)
+    row_id = db.insert(LearnedModel, field=field, trained_at=model.trained_at, examples=model.examples,
+                       corrections=model.corrections, accuracy=model.accuracy, data=model.to_json())
+    old = [m.id for m in LearnedModel.select(LearnedModel.id).where(LearnedModel.field == field)
+           .order_by(LearnedModel.trained_at.desc(), LearnedModel.id.desc()).offset(KEEP)]
+    if old:
+        LearnedModel.delete().where(LearnedModel.id.in_(old)).execute()
+    return replace(model, id=row_id)
+
+
+_loaded: dict[tuple[str, int, str], Model] = {}
+
+
+def current(field: str) -> Model | None:
+    """The newest model of `field`, parsed once per stored model (one indexed query a call)."""
+    row = db.query_one('SELECT "id", "trained_at" FROM "learned_model" WHERE "field" = ?'
+                       ' ORDER BY "trained_at" DESC, "id" DESC LIMIT 1', [field])
+    if row is None:
+        return None
+    key = (field, row[0], str(row[1]))
+    model = _loaded.get(key)
+    if model is None:
+        for old in [k for k in _loaded if k[0] == field]:  # a field's model is replaced, not kept beside
+            del _loaded[old]
+        model = _loaded[key] = Model.from_row(LearnedModel.get_by_id(row[0]))
+    return model
+
+
+@dataclass(frozen=True)
+class InUse:
+    """The models the classifier weighs in, with the configured weights."""
+    type: Model | None
+    priority: Model | None
+    weight: float
+    priority_probability: float
+
+
+def in_use(weight: float, priority_probability: float) -> InUse | None:
+    """The stored models to weigh beside the rules; None when there are none (or weight 0)."""
+    if weight <= 0:
+        return None
+    models = InUse(current("type"), current("priority"), weight, priority_probability)
+    return models if models.type or models.priority else None
+
+
+def slot_jobs(ctx) -> list:
+    """`[learn] nightly`: retrain every day at that local time (mailproc.scheduled)."""
+    from mailproc import slots
+    from mailproc.scheduled import SlotJob
+
+    at = ctx.config.learn.nightly
+    if at is None:
+        return []
+    return [SlotJob("learn", slots.parse_slots(at.strftime("%H:%M")), ctx.config.timezone, run_nightly)]
+
+
+def run_nightly(ctx, slot, now: datetime) -> int:
+    """Train each field that has enough corrections; a field without enough is only logged."""
+    for field in FIELDS:
+        try:
+            model = learn(field, now, ctx.config.learn.min_corrections)
+        except LearnError as exc:
+            log.info("no %s model: %s", field, exc)
+            continue
+        log.info("trained the %s model on %d cases (%d corrected), cross-validated accuracy %s", field,
+                 model.examples, model.corrections, "n/a" if model.accuracy is None else f"{model.accuracy:.2f}")
+    return 0
+
+
+def describe(model: Model, top: int = 8) -> dict[str, Any]:
+    """What `classify learn` prints of a model: its figures and each class's strongest terms."""
+    strongest = {c: [t for t, _ in sorted(model.terms.items(), key=lambda kv: -kv[1][1][i])[:top]
+                     if model.terms[t][1][i] > 0]
+                 for i, c in enumerate(model.classes)}
+    return {"field": model.field, "trained_at": model.trained_at.isoformat(), "examples": model.examples,
+            "corrections": model.corrections, "accuracy": model.accuracy, "classes": list(model.classes),
+            "terms": len(model.terms), "strongest": strongest}
