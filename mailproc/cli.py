@@ -423,7 +423,8 @@ def cmd_classify(args, ctx: Context) -> int:
         return 2
     chosen = ctx.config.mailbox(args.mailbox) if args.mailbox else None
     now = ctx.clock.now()
-    models = learned.in_use(ctx.config.learn.weight, ctx.config.learn.priority_probability)
+    learn = ctx.config.learn
+    models = learned.in_use(learn.weight, learn.priority_probability, learn.starter)
     results, code = [], 0
     for path in args.files:
         try:

@@ -144,9 +144,10 @@ class HoursConfig:
 class LearnConfig:
     """[learn]: the model learnt from agents' corrections (mailproc.learned)."""
     min_corrections: int = 50  # a field gets a model once agents corrected this many cases
-    weight: float = 1.0  # the type model's evidence at probability 1 (0: the model is not used)
+    weight: float = 2.0  # the type model's evidence at probability 1 (0: the model is not used)
     priority_probability: float = 0.8  # how sure the priority model must be to override the rules
     nightly: time | None = None  # retrain daily at this local time; None: only `mailproc classify learn`
+    starter: bool = True  # until a field has a learnt model, weigh the one shipped (trained on labelled mail)
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,15 @@ class _Section:
             raise self.error(key, f"must be at least {minimum}")
         return value
 
+    def boolean(self, key: str, default: bool) -> bool:
+        raw = self.str(key)
+        if raw is None:
+            return default
+        value = raw.strip().lower()
+        if value not in BOOLEANS:
+            raise self.error(key, f"must be yes or no, not {raw!r}")
+        return BOOLEANS[value]
+
     def port(self, key: str, default: int) -> int:
         value = self.convert(key, default, int)
         if not 1 <= value <= 65535:  # the socket layer would take 70000 modulo 65536, quietly
@@ -317,7 +327,8 @@ DIGEST_KEYS = ("time", "timezone", "recipients", "weekly")
 CHECKIN_KEYS = ("slots",)
 HOURS_KEYS = ("send_by_day", "exclude_tags", "confirm_days_before", "time")
 LIFECYCLE_KEYS = ("call_prep_day", "time", "offboarding_tag")
-LEARN_KEYS = ("min_corrections", "weight", "priority_probability", "nightly")
+BOOLEANS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
+LEARN_KEYS = ("min_corrections", "weight", "priority_probability", "nightly", "starter")
 SECTIONS = ("mailproc", "smtp", "auth", "oncall", "digest", "checkin", "hours", "lifecycle", "learn")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -840,5 +851,8 @@ def _learn(parser, file: str) -> LearnConfig:
         except ImportError:
             raise s.error("nightly", "training needs scikit-learn: pip install 'mailproc[learn]'") from None
     return LearnConfig(min_corrections=s.int("min_corrections", 50, minimum=1),
-                       weight=s.convert("weight", 1.0, _non_negative),
-                       priority_probability=s.convert("priority_probability", 0.8, _fraction), nightly=nightly)
+                       weight=s.convert("weight", LearnConfig.weight, _non_negative),
+                       priority_probability=s.convert("priority_probability", LearnConfig.priority_probability,
+                                                      _fraction),
+                       nightly=nightly,
+                       starter=s.boolean("starter", True))

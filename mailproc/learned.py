@@ -45,6 +45,8 @@ CORRECTION_WEIGHT = 3.0  # a corrected case teaches more than one where the rule
 CONFIRMED_LIMIT = 3000  # newest resolved, uncorrected cases used per field
 CONFIRMED_DAYS = 365
 KEEP = 3  # models kept per field (the newest is used; older ones for comparison)
+STEM = 5
+MIN_DF = 2  # a term seen in one example only is more likely noise than a sign
 C = 10.0  # inverse regularisation: words are many and examples few, so fit them closely
 
 log = logging.getLogger("mailproc.learned")
@@ -59,13 +61,16 @@ class LearnError(Exception):
 # --- features: the same function at training and at classification -------------------------------
 
 def features(subject: str, body: str, facets: tuple[str, ...] = ()) -> list[str]:
-    """Words and adjacent word pairs of the normalised subject and body, and the facets.
-    Subject words are also marked as such: "cancel" in a subject says more."""
+    """Words, adjacent word pairs and word stems of the normalised subject and body, and the
+    facets. Subject words are also marked as such ("cancel" in a subject says more); a stem
+    (the first STEM letters of a longer word) lets "cancelar", "cancelamento" and "cancellation"
+    teach each other, and survives typos at the end of a word."""
     words = _WORD.findall(body)
     title = _WORD.findall(subject)
     found = [f"s:{w}" for w in title] + title + words
     found += [f"{a} {b}" for a, b in zip(words, words[1:])]
     found += [f"{a} {b}" for a, b in zip(title, title[1:])]
+    found += [f"~{w[:STEM]}" for w in title + words if len(w) > STEM]
     found += [f"={f}" for f in facets]
     return found
 
@@ -102,19 +107,29 @@ class Model:
     corrections: int
     accuracy: float | None
     id: int | None = None
+    source: str = ""  # how `classify` names it: "learnt from N corrections", "starter model"
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            object.__setattr__(self, "source", f"learnt from {self.corrections} corrections")
 
     def probabilities(self, found: list[str]) -> dict[str, float]:
         """The class probabilities of a feature list: TF-IDF (sublinear tf, l2-normed over the
         model's own terms, as scikit-learn's TfidfVectorizer) through the softmax of the
-        linear scores."""
-        counts = Counter(t for t in found if t in self.terms)
-        values = {t: (1.0 + math.log(n)) * self.terms[t][0] for t, n in counts.items()}
-        norm = math.sqrt(sum(v * v for v in values.values())) or 1.0
-        scores = list(self.intercepts)
-        for term, value in values.items():
-            weights = self.terms[term][1]
-            for i, w in enumerate(weights):
-                scores[i] += w * value / norm
+        linear scores. Written for speed: it runs for every new mail."""
+        terms, log = self.terms, math.log
+        scores = [0.0] * len(self.classes)
+        norm2 = 0.0
+        for term, n in Counter(found).items():
+            entry = terms.get(term)
+            if entry is None:
+                continue
+            value = (1.0 + log(n)) * entry[0] if n > 1 else entry[0]
+            norm2 += value * value
+            for i, w in enumerate(entry[1]):
+                scores[i] += w * value
+        norm = math.sqrt(norm2) or 1.0
+        scores = [b + s / norm for b, s in zip(self.intercepts, scores)]
         top = max(scores)
         exps = [math.exp(s - top) for s in scores]
         total = sum(exps)
@@ -125,18 +140,23 @@ class Model:
         best = max(probabilities, key=lambda c: probabilities[c])
         return best, probabilities[best]
 
+    def weights(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "intercepts": list(self.intercepts),
+                "terms": {t: [idf, list(w)] for t, (idf, w) in self.terms.items()}}
+
     def to_json(self) -> str:
-        return json.dumps({"classes": list(self.classes), "intercepts": list(self.intercepts),
-                           "terms": {t: [idf, list(w)] for t, (idf, w) in self.terms.items()}},
-                          separators=(",", ":"), sort_keys=True)
+        return json.dumps(self.weights(), separators=(",", ":"), sort_keys=True)
+
+    @staticmethod
+    def from_data(data: dict[str, Any], **fields: Any) -> Model:
+        return Model(classes=tuple(data["classes"]), intercepts=tuple(data["intercepts"]),
+                     terms={t: (idf, tuple(w)) for t, (idf, w) in data["terms"].items()}, **fields)
 
     @staticmethod
     def from_row(row: LearnedModel) -> Model:
-        data = json.loads(row.data)
-        return Model(field=row.field, classes=tuple(data["classes"]), intercepts=tuple(data["intercepts"]),
-                     terms={t: (idf, tuple(w)) for t, (idf, w) in data["terms"].items()},
-                     trained_at=row.trained_at, examples=row.examples, corrections=row.corrections,
-                     accuracy=row.accuracy, id=row.id)
+        return Model.from_data(json.loads(row.data), field=row.field, trained_at=row.trained_at,
+                               examples=row.examples, corrections=row.corrections, accuracy=row.accuracy,
+                               id=row.id)
 
 
 # --- examples -----------------------------------------------------------------------------
@@ -197,7 +217,7 @@ def pipeline(data: list[Example]):
         from sklearn.linear_model import LogisticRegression
     except ImportError as e:
         raise LearnError("training a model needs scikit-learn: pip install 'mailproc[learn]'") from e
-    vectorizer = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, lowercase=False)
+    vectorizer = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, lowercase=False, min_df=MIN_DF)
     matrix = vectorizer.fit_transform([e.features for e in data])
     classifier = LogisticRegression(C=C, max_iter=2000)
     classifier.fit(matrix, [e.label for e in data], sample_weight=[e.weight for e in data])
@@ -214,9 +234,9 @@ def train(field: str, data: list[Example], now: datetime) -> Model:
     vectorizer, classifier = pipeline(data)
     coef = [[float(x) for x in row] for row in classifier.coef_]
     intercepts = [float(i) for i in classifier.intercept_]
-    if len(classifier.classes_) == 2:  # one score, for the second class: softmax([0, s]) is its sigmoid
-        coef = [[0.0] * len(coef[0]), coef[0]]
-        intercepts = [0.0, intercepts[0]]
+    if len(classifier.classes_) == 2:  # one score s for the second class: softmax([-s/2, s/2]) is its sigmoid
+        coef = [[-x / 2 for x in coef[0]], [x / 2 for x in coef[0]]]
+        intercepts = [-intercepts[0] / 2, intercepts[0] / 2]
     terms = {str(term): (float(vectorizer.idf_[column]), tuple(row[column] for row in coef))
              for term, column in vectorizer.vocabulary_.items()}
     return Model(field=field, classes=tuple(str(c) for c in classifier.classes_), intercepts=tuple(intercepts),
@@ -295,12 +315,58 @@ class InUse:
     priority_probability: float
 
 
-def in_use(weight: float, priority_probability: float) -> InUse | None:
-    """The stored models to weigh beside the rules; None when there are none (or weight 0)."""
+def in_use(weight: float, priority_probability: float, starter: bool = True) -> InUse | None:
+    """The models to weigh beside the rules: each field's newest learnt model, else (with
+    `starter`) the one shipped; None when there are none, or with weight 0."""
     if weight <= 0:
         return None
-    models = InUse(current("type"), current("priority"), weight, priority_probability)
+    shipped = starter_models() if starter else {}
+    models = InUse(current("type") or shipped.get("type"), current("priority") or shipped.get("priority"),
+                   weight, priority_probability)
     return models if models.type or models.priority else None
+
+
+# --- the starter model ----------------------------------------------------------------------
+
+STARTER = "starter-model.json"  # in mailproc/defaults: trained by scripts/train-starter-model
+_starter: dict[str, Model] | None = None
+
+
+def starter_models() -> dict[str, Model]:
+    """The models shipped with mailproc, trained on the labelled set's development part
+    (tests/labelled): what a new desk weighs beside the rules until its agents' corrections
+    train its own. Read once."""
+    global _starter
+    if _starter is None:
+        from importlib import resources
+
+        source = resources.files("mailproc.defaults").joinpath(STARTER)
+        _starter = read_starter(source.read_text(encoding="utf-8")) if source.is_file() else {}
+    return _starter
+
+
+def read_starter(text: str) -> dict[str, Model]:
+    data = json.loads(text)
+    trained_at = datetime.fromisoformat(data["trained_at"])
+    return {field: Model.from_data(model, field=field, trained_at=trained_at, examples=model["examples"],
+                                   corrections=0, accuracy=None,
+                                   source=f"starter model, {model['examples']} labelled mails")
+            for field, model in data["models"].items()}
+
+
+def write_starter(path, models: list[Model], about: str, now: datetime) -> None:
+    """Write the shipped starter models (scripts/train-starter-model)."""
+    data = {"about": about, "trained_at": utc(now).isoformat(),
+            "models": {m.field: {**_rounded(m.weights()), "examples": m.examples} for m in models}}
+    path.write_text(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _rounded(weights: dict[str, Any]) -> dict[str, Any]:
+    """Four significant digits: the file stays small, the probabilities the same to 1e-3."""
+    def r(x: float) -> float:
+        return float(f"{x:.4g}")
+    return {"classes": weights["classes"], "intercepts": [r(x) for x in weights["intercepts"]],
+            "terms": {t: [r(idf), [r(x) for x in w]] for t, (idf, w) in weights["terms"].items()}}
 
 
 def slot_jobs(ctx) -> list:

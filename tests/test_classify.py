@@ -100,9 +100,10 @@ SEED_000 = [
     ("free", 1, {}, "Manual import of our spreadsheet", "admin", "P6", "admin-free"),
     (None, 0, {}, "Can you extend my trial?", "admin", "P6", "admin-unknown"),  # no customer, no timeline
     (None, 0, {}, "Can you extend my trial by Friday?", "admin", "P2", "admin-deadline"),
-    ("trial", 0, {}, "Can you extend my trial?", "admin", "P2", "admin-general"),
-    ("enterprise", 500, {"high_value": True}, "Feature request: dark mode", "enhancement", "P3",
-     "enhancement-customer"),
+    ("trial", 0, {}, "Can you extend my trial?", "admin", "P1", "admin-trial"),  # potentially paid (README)
+    # P3 is a wish of one client who is not high value; a high-value client's wish nobody promised is P6
+    ("enterprise", 500, {"high_value": True}, "Feature request: dark mode", "enhancement", "P6",
+     "enhancement-high-value"),
     ("free", 1, {}, "It would be nice to have dark mode", "enhancement", "P6", "enhancement-free"),
     ("paid", 1, {}, "It would be nice to have dark mode", "enhancement", "P3", "enhancement-customer"),
     (None, 0, {}, "Suggestion: dark mode", "enhancement", "P6", "enhancement-other"),

@@ -15,7 +15,7 @@ ask). It works line by line with a few anchored patterns, in EN, PT and ES:
   own words above it are few ("see below"), since then the forwarded mail *is* the
   ask; cut when the sender wrote the ask themselves;
 - a signature: from "-- " or a "Sent from my iPhone" line on;
-- disclaimers: a paragraph with two or more legal-notice phrases (confidential, intended
+- disclaimers: a paragraph with three or more legal-notice phrases (confidential, intended
   recipient, received in error…), wherever it is.
 
 Quoted history is treated like a forward: a reply-style mail whose own part is only
@@ -43,12 +43,13 @@ _FORWARD = re.compile(r"^-{2,}\s*(?:forwarded message|begin forwarded message|me
 _SIGNATURE = re.compile(
     r"^(?:--|-- )$|^(?:sent from my|enviado do meu|enviado de meu|enviado desde mi|get outlook for|"
     r"obtener outlook para|obter o outlook para)\b", re.IGNORECASE)
-# A legal notice uses several of these; one alone ("lo borré por error") is a customer's words.
+# A legal notice uses three or more of these; a customer may use two ("borré por error… es confidencial").
 _DISCLAIMER = re.compile(
-    r"confiden[ct]ial|intended recipient|in error|privileged|prohibited|proibid[ao]|prohibid[ao]|"
+    r"confiden[ct]ial|intended (?:recipient|solely|only)|exclusivamente|in error|privileged|prohibited|"
+    r"proibid[ao]|prohibid[ao]|"
     r"destinat[aá]rio|destinatario|por engano|por error|por erro|notify the sender|remetente|remitente|"
     r"think before (?:you )?print|antes de imprimir|legal notice|aviso legal|disclaimer", re.IGNORECASE)
-DISCLAIMER_HITS = 2
+DISCLAIMER_HITS = 3
 _WORD = re.compile(r"\w+")
 
 

@@ -102,7 +102,7 @@ def model_evidence(model: learned.Model, weight: float, facts: Facts) -> Evidenc
     """The type model's best guess as one more piece of evidence, weighing `weight` x its probability."""
     kind, p = model.predict(learned.features(facts.subject, facts.body, learned.facets(facts.customer, "type")))
     return Evidence(TypeRule(name="model", type=kind, when=Conditions(), weight=round(weight * p, 2)),
-                    f"{p:.0%} sure, from {model.corrections} corrections")
+                    f"{p:.0%} sure, {model.source}")
 
 
 def facts_of(mail, mailbox: str | None, customer=None) -> Facts:
@@ -142,7 +142,7 @@ def run(work) -> None:
     facts = facts_of(work.mail, work.mailbox.name if work.mailbox else None)
     work.customer = facts.customer
     learn = work.ctx.config.learn
-    models = learned.in_use(learn.weight, learn.priority_probability)
+    models = learned.in_use(learn.weight, learn.priority_probability, learn.starter)
     fields, by = decide(work.ctx.rules, facts, work.now, work.mailbox, models)
     work.fields.update(fields)
     work.decided_by.update(by)

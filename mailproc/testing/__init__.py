@@ -29,13 +29,14 @@ def log_tail(path: Path, lines: int = 20) -> str:
 
 def write_config(directory: Path, *, database: str | None = None, mailboxes: list[dict] | None = None,
                  smtp: dict | None = None, extra: dict | None = None, agents: dict[str, dict] | None = None,
-                 teams: dict[str, dict] | None = None) -> Path:
+                 teams: dict[str, dict] | None = None, sections: dict[str, dict] | None = None) -> Path:
     """Write a mailproc.ini for a test/demo/bench run; return its path.
 
     `mailboxes` items: dict(name=, host=, port=, username=, password=, address=, [folder=...]);
     `smtp`: dict(host=, port=); `extra`: more [mailproc] keys; `agents`: NAME -> keys of
     its [agent:NAME] section (address, teams, hours, timezone, ...), `teams`: NAME -> keys
-    of [team:NAME]. With agents and no `secret` in `extra`, a fixed test secret is set.
+    of [team:NAME], `sections`: NAME -> keys of any other section ([learn], …). With
+    agents and no `secret` in `extra`, a fixed test secret is set.
     Rules and templates are the shipped ones (in a source checkout, the
     repository's rules/ and templates/) unless `extra` names `rules` or
     `templates` directories of overrides.
@@ -55,9 +56,11 @@ def write_config(directory: Path, *, database: str | None = None, mailboxes: lis
         lines += [f"{k} = {v}" for k, v in box.items()]
     if smtp:
         lines += ["", "[smtp]", "security = none"] + [f"{k} = {v}" for k, v in smtp.items()]
-    for kind, sections in (("agent", agents), ("team", teams)):
-        for name, keys in (sections or {}).items():
+    for kind, named in (("agent", agents), ("team", teams)):
+        for name, keys in (named or {}).items():
             lines += ["", f"[{kind}:{name}]"] + [f"{k} = {v}" for k, v in keys.items()]
+    for name, keys in (sections or {}).items():
+        lines += ["", f"[{name}]"] + [f"{k} = {v}" for k, v in keys.items()]
     path = directory / "mailproc.ini"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
