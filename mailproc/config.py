@@ -144,7 +144,7 @@ class HoursConfig:
 class LearnConfig:
     """[learn]: the model learnt from agents' corrections (mailproc.learned)."""
     min_corrections: int = 50  # a field gets a model once agents corrected this many cases
-    weight: float = 2.0  # the type model's evidence at probability 1 (0: the model is not used)
+    weight: float = 1.5  # the type model's evidence at probability 1 (0: the model is not used)
     priority_probability: float = 0.8  # how sure the priority model must be to override the rules
     nightly: time | None = None  # retrain daily at this local time; None: only `mailproc classify learn`
     starter: bool = True  # until a field has a learnt model, weigh the one shipped (trained on labelled mail)

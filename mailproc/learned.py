@@ -46,6 +46,7 @@ CONFIRMED_LIMIT = 3000  # newest resolved, uncorrected cases used per field
 CONFIRMED_DAYS = 365
 KEEP = 3  # models kept per field (the newest is used; older ones for comparison)
 STEM = 5
+MIN_PROBABILITY = 0.6  # below this the type model says nothing: a weak guess must not outvote a rule
 MIN_DF = 2  # a term seen in one example only is more likely noise than a sign
 C = 10.0  # inverse regularisation: words are many and examples few, so fit them closely
 

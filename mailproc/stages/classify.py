@@ -37,7 +37,7 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
 
     extra: tuple[Evidence, ...] = ()
     if models is not None and models.type is not None:
-        extra = (model_evidence(models.type, models.weight, facts),)
+        extra = model_evidence(models.type, models.weight, facts)
     decision = classification.weigh(facts, extra)
     rule = decision.rule
     if rule is None:
@@ -98,11 +98,15 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     return fields, by
 
 
-def model_evidence(model: learned.Model, weight: float, facts: Facts) -> Evidence:
-    """The type model's best guess as one more piece of evidence, weighing `weight` x its probability."""
+def model_evidence(model: learned.Model, weight: float, facts: Facts) -> tuple[Evidence, ...]:
+    """The type model's best guess as one more piece of evidence, weighing `weight` x its
+    probability; none when the model is unsure (below learned.MIN_PROBABILITY), so that a
+    mail nothing speaks for still goes to triage."""
     kind, p = model.predict(learned.features(facts.subject, facts.body, learned.facets(facts.customer, "type")))
-    return Evidence(TypeRule(name="model", type=kind, when=Conditions(), weight=round(weight * p, 2)),
-                    f"{p:.0%} sure, {model.source}")
+    if p < learned.MIN_PROBABILITY:
+        return ()
+    return (Evidence(TypeRule(name="model", type=kind, when=Conditions(), weight=round(weight * p, 2)),
+                     f"{p:.0%} sure, {model.source}"),)
 
 
 def facts_of(mail, mailbox: str | None, customer=None) -> Facts:
