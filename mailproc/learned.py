@@ -46,7 +46,11 @@ CONFIRMED_LIMIT = 3000  # newest resolved, uncorrected cases used per field
 CONFIRMED_DAYS = 365
 KEEP = 3  # models kept per field (the newest is used; older ones for comparison)
 STEM = 5
-MIN_PROBABILITY = 0.6  # below this the type model says nothing: a weak guess must not outvote a rule
+# How sure the type model must be for its evidence to count: beside rules' evidence, 60 %
+# (a weak guess must not outvote a rule); where no rule found anything, 35 % (the model's
+# best guess beats the default type; below it, the mail goes to triage as before).
+MIN_PROBABILITY = 0.6
+MIN_PROBABILITY_ALONE = 0.35
 MIN_DF = 2  # a term seen in one example only is more likely noise than a sign
 C = 10.0  # inverse regularisation: words are many and examples few, so fit them closely
 

@@ -45,7 +45,7 @@ def config(make_config):
     return mailproc.config.load(make_config(mailboxes=[
         dict(name="support", address="support@desk.example", **box),
         dict(name="billing", address="billing@desk.example", team="Billing Team", **box),
-    ]))
+    ], sections={"learn": {"starter": "no"}}))  # these tests read the rules; the model's part: test_learned.py
 
 
 @pytest.fixture

@@ -250,3 +250,33 @@ def test_the_json_of_a_stored_model_is_plain_weights(site, capsys):
         assert set(data) == {"classes", "intercepts", "terms"} and "zorblax" in data["terms"]
     finally:
         db.close()
+
+
+def test_the_models_guess_counts_where_no_rule_speaks_and_not_against_a_rule():
+    """Beside a rule, the model must be MIN_PROBABILITY sure; where no rule found anything,
+    MIN_PROBABILITY_ALONE: then its guess beats the default type, weaker still it is triage."""
+    from types import SimpleNamespace
+
+    from mailproc.models import Customer
+    from mailproc.rules import load_rules
+    from mailproc.rules.matching import Facts
+    from mailproc.stages.classify import decide
+
+    rules = load_rules()
+    customer = Customer(match="shop.example", company="Shop", plan="paid", licenses=5)
+
+    def facts(subject: str, body: str) -> Facts:
+        return Facts(subject=subject, body=body, sender="a@shop.example", mailbox=None, customer=customer)
+
+    p = 0.0
+    model = SimpleNamespace(predict=lambda found: ("enhancement", p), source="a test model")
+    models = learned.InUse(model, None, 1.5, 0.8)  # type: ignore[arg-type]
+    for p, want, source in [(0.5, "enhancement", "classification:model"), (0.3, "request", "classification:default")]:
+        fields, by = decide(rules, facts("hello", "just a note"), NOW, None, models)
+        assert (fields["type"], by["type"], fields["needs_triage"]) == (want, source, source.endswith("default")), p
+    p = 0.55  # beside a rule's evidence (an error is a bug), a guess under 60 % says nothing
+    fields, by = decide(rules, facts("reports", "an error on the reports page"), NOW, None, models)
+    assert fields["type"] == "bug" and "model" not in by.get("evidence", "")
+    p = 0.95  # a sure model outweighs one weak rule
+    fields, by = decide(rules, facts("reports", "an error on the reports page"), NOW, None, models)
+    assert fields["type"] == "enhancement" and "model (enhancement +1.42)" in by["evidence"]

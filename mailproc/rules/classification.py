@@ -77,9 +77,11 @@ class Classification:
         """The rule that speaks for the decided type (None: no type decided)."""
         return self.weigh(facts).rule
 
-    def weigh(self, facts: Facts, extra: tuple[Evidence, ...] = ()) -> Decision:
-        """`extra`: evidence from outside the rules (the model learnt from corrections)."""
-        evidence = tuple(Evidence(r, hit) for r in self.rules if (hit := r.when.found(facts)) is not None) + extra
+    def weigh(self, facts: Facts, extra: tuple[Evidence, ...] = (), alone: tuple[Evidence, ...] = ()) -> Decision:
+        """`extra`: evidence from outside the rules (the model learnt from corrections);
+        `alone`: evidence that counts only when no rule found any (a less sure guess)."""
+        evidence = tuple(Evidence(r, hit) for r in self.rules if (hit := r.when.found(facts)) is not None)
+        evidence = evidence + extra if evidence else extra or alone
         if not evidence:
             return Decision(None, None, evidence, {}, "none")
         scores: dict[str, float] = {}

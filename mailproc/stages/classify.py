@@ -36,9 +36,14 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     by: dict[str, str] = {"urgent": "priority:urgent_phrases"}
 
     extra: tuple[Evidence, ...] = ()
+    alone: tuple[Evidence, ...] = ()
     if models is not None and models.type is not None:
-        extra = model_evidence(models.type, models.weight, facts)
-    decision = classification.weigh(facts, extra)
+        guess, p = model_evidence(models.type, models.weight, facts)
+        if p >= learned.MIN_PROBABILITY:
+            extra = (guess,)
+        elif p >= learned.MIN_PROBABILITY_ALONE:
+            alone = (guess,)
+    decision = classification.weigh(facts, extra, alone)
     rule = decision.rule
     if rule is None:
         # no evidence ("default"), too little ("weak") or two types too close ("split")
@@ -98,15 +103,12 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     return fields, by
 
 
-def model_evidence(model: learned.Model, weight: float, facts: Facts) -> tuple[Evidence, ...]:
-    """The type model's best guess as one more piece of evidence, weighing `weight` x its
-    probability; none when the model is unsure (below learned.MIN_PROBABILITY), so that a
-    mail nothing speaks for still goes to triage."""
+def model_evidence(model: learned.Model, weight: float, facts: Facts) -> tuple[Evidence, float]:
+    """The type model's best guess as evidence weighing `weight` x its probability, and the
+    probability. How sure it must be to count is `decide`'s (learned.MIN_PROBABILITY)."""
     kind, p = model.predict(learned.features(facts.subject, facts.body, learned.facets(facts.customer, "type")))
-    if p < learned.MIN_PROBABILITY:
-        return ()
     return (Evidence(TypeRule(name="model", type=kind, when=Conditions(), weight=round(weight * p, 2)),
-                     f"{p:.0%} sure, {model.source}"),)
+                     f"{p:.0%} sure, {model.source}"), p)
 
 
 def facts_of(mail, mailbox: str | None, customer=None) -> Facts:
