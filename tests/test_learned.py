@@ -164,6 +164,9 @@ def test_learnt_models_weigh_in_beside_the_rules_and_say_so(site, tmp_path, caps
 
     code, out = run(site, "classify", str(eml), now=NOW.isoformat(), capsys=capsys)
     assert code == 0 and "model (bug +" in out and "model:priority" in out
+    code, out = run(site, "classify", "learn", now=NOW.isoformat(), capsys=capsys)
+    assert code == 0 and "type: trained on 54 cases (24 corrected)" in out and "right on 100% of the corrections" in out
+    assert any(line.split()[0] == "bug" and "zorblax" in line for line in out.splitlines() if line.startswith("  "))
 
     # a quux question still reads as the rules and the model agree
     eml.write_bytes(mail(subject="quux palette", body="Which quux colours can I pick?", sender="x@else.example"))
