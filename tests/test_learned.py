@@ -272,7 +272,7 @@ def test_the_models_guess_counts_where_no_rule_speaks_and_not_against_a_rule():
         return Facts(subject=subject, body=body, sender="a@shop.example", mailbox=None, customer=customer)
 
     p = 0.0
-    model = SimpleNamespace(predict=lambda found: ("enhancement", p), source="a test model")
+    model = SimpleNamespace(predict=lambda found: ("enhancement", p), known=lambda found: 10, source="a test model")
     models = learned.InUse(model, None, 1.5, 0.8)  # type: ignore[arg-type]
     for p, want, source in [(0.5, "enhancement", "classification:model"), (0.3, "request", "classification:default")]:
         fields, by = decide(rules, facts("hello", "just a note"), NOW, None, models)

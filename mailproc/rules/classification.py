@@ -15,10 +15,11 @@ evidence (rule, what it found, weight) on the case.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from mailproc.models import CASE_TYPES, PRIORITIES, STATUSES
-from mailproc.rules.matching import CONDITION_KEYS, Conditions, Facts, conditions
+from mailproc.rules.matching import CONDITION_KEYS, Conditions, Facts, TextIndex, conditions
 from mailproc.rules.reader import TomlTable, check_names
 
 
@@ -77,10 +78,16 @@ class Classification:
         """The rule that speaks for the decided type (None: no type decided)."""
         return self.weigh(facts).rule
 
+    @cached_property
+    def index(self) -> TextIndex:
+        return TextIndex([r.when.keys() for r in self.rules])
+
     def weigh(self, facts: Facts, extra: tuple[Evidence, ...] = (), alone: tuple[Evidence, ...] = ()) -> Decision:
         """`extra`: evidence from outside the rules (the model learnt from corrections);
         `alone`: evidence that counts only when no rule found any (a less sure guess)."""
-        evidence = tuple(Evidence(r, hit) for r in self.rules if (hit := r.when.found(facts)) is not None)
+        rules = self.rules
+        evidence = tuple(Evidence(r, hit) for i in self.index.candidates(facts.both)
+                         if (hit := (r := rules[i]).when.found(facts)) is not None)
         evidence = evidence + extra if evidence else extra or alone
         if not evidence:
             return Decision(None, None, evidence, {}, "none")

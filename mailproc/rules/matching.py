@@ -112,6 +112,20 @@ class Conditions:
     def matches(self, facts: Facts) -> bool:
         return self.found(facts) is not None
 
+    def keys(self) -> frozenset[str] | None:
+        """Strings one of which the mail's text must contain for these conditions to hold
+        (TextIndex); None when they may hold without any (no text condition, or a pattern
+        with no literal part)."""
+        if not self.text:
+            return None
+        found: set[str] = set()
+        for element in self.text:
+            keys = element.keys()
+            if keys is None:
+                return None
+            found |= keys
+        return frozenset(found)
+
     def found(self, facts: Facts) -> str | None:
         """None when a condition fails; else the text that made the text condition hold
         (the phrase, or what the pattern matched), or "" for a rule without one: the
@@ -171,6 +185,14 @@ class Phrases:
     def search(self, text: str) -> bool:
         return self.find(text) is not None
 
+    def keys(self) -> frozenset[str] | None:
+        found = set(self.literals)
+        for pattern in self.flexible:
+            if pattern.needles is None:
+                return None
+            found.update(pattern.needles)
+        return frozenset(found)
+
     def find(self, text: str) -> str | None:
         """The first phrase found in `text` as a whole word, or None."""
         words = words_of(text)
@@ -216,15 +238,59 @@ class Pattern:
     def source(self) -> str:
         return self.regex.pattern
 
+    def keys(self) -> frozenset[str] | None:
+        return None if self.needles is None else frozenset(self.needles)
+
     def search(self, text: str) -> bool:
         return self.find(text) is not None
 
     def find(self, text: str) -> str | None:
         """What the regex matched in `text`, or None."""
-        if self.needles is not None and not any(n in text for n in self.needles):
-            return None
+        needles = self.needles
+        if needles is not None:  # a plain loop: this runs for every pattern of every rule on every mail
+            for needle in needles:
+                if needle in text:
+                    break
+            else:
+                return None
         match = self.regex.search(text)
         return None if match is None else match.group(0)
+
+
+class TextIndex:
+    """Which of a list of conditions can hold for a text, found in one pass over it.
+
+    Every phrase and most patterns need some literal string in the text (a phrase itself,
+    a pattern's "needles"). An Aho-Corasick automaton (pyahocorasick) over all of them finds
+    which ones a mail contains in a single scan; only the conditions with one of those, and
+    those with no literal to go by, are then tried, in their order. A mail holds a few dozen
+    of the thousands of strings, so most rules are passed over without being called.
+    """
+
+    def __init__(self, keys: list[frozenset[str] | None]):
+        import ahocorasick
+
+        self.size = len(keys)
+        self.always = tuple(i for i, k in enumerate(keys) if k is None)
+        owners: dict[str, list[int]] = {}
+        for i, found in enumerate(keys):
+            for key in found or ():
+                owners.setdefault(key, []).append(i)
+        self.owners = tuple(tuple(v) for v in owners.values())
+        self.automaton = ahocorasick.Automaton() if owners else None
+        if self.automaton is not None:
+            for n, key in enumerate(owners):
+                self.automaton.add_word(key, n)
+            self.automaton.make_automaton()
+
+    def candidates(self, text: str) -> list[int]:
+        """The indexes of the conditions that may hold for `text`, in order."""
+        if self.automaton is None:
+            return list(self.always)
+        chosen = set(self.always)
+        for n in {n for _, n in self.automaton.iter(text)}:
+            chosen.update(self.owners[n])
+        return sorted(chosen)
 
 
 def _needles_of(regex: re.Pattern[str]) -> tuple[str, ...] | None:

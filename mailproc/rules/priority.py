@@ -8,10 +8,11 @@ for mail no rule matches.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from mailproc.models import PRIORITIES
-from mailproc.rules.matching import CONDITION_KEYS, Conditions, Facts, Pattern, conditions, pattern
+from mailproc.rules.matching import CONDITION_KEYS, Conditions, Facts, Pattern, TextIndex, conditions, pattern
 from mailproc.rules.reader import TomlTable, check_names
 
 
@@ -28,12 +29,22 @@ class PriorityRules:
     rules: tuple[PriorityRule, ...]
     default: str
 
+    @cached_property
+    def urgent_index(self) -> TextIndex:
+        return TextIndex([p.keys() for p in self.urgent])
+
+    @cached_property
+    def index(self) -> TextIndex:
+        return TextIndex([r.when.keys() for r in self.rules])
+
     def find_urgent(self, text: str) -> str | None:
         """The urgent pattern found in normalised `text`, or None."""
-        return next((p.source for p in self.urgent if p.search(text)), None)
+        urgent = self.urgent
+        return next((urgent[i].source for i in self.urgent_index.candidates(text) if urgent[i].search(text)), None)
 
     def match(self, facts: Facts) -> PriorityRule | None:
-        return next((r for r in self.rules if r.when.matches(facts)), None)
+        rules = self.rules
+        return next((rules[i] for i in self.index.candidates(facts.both) if rules[i].when.matches(facts)), None)
 
 
 def load_priority(path: Path) -> PriorityRules:

@@ -38,8 +38,10 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     extra: tuple[Evidence, ...] = ()
     alone: tuple[Evidence, ...] = ()
     if models is not None and models.type is not None:
-        guess, p = model_evidence(models.type, models.weight, facts)
-        if p >= learned.MIN_PROBABILITY:
+        guess, p, known = model_evidence(models.type, models.weight, facts)
+        if known < learned.MIN_KNOWN:
+            pass  # too little text the model knows: its guess would be noise
+        elif p >= learned.MIN_PROBABILITY:
             extra = (guess,)
         elif p >= learned.MIN_PROBABILITY_ALONE:
             alone = (guess,)
@@ -103,12 +105,14 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     return fields, by
 
 
-def model_evidence(model: learned.Model, weight: float, facts: Facts) -> tuple[Evidence, float]:
-    """The type model's best guess as evidence weighing `weight` x its probability, and the
-    probability. How sure it must be to count is `decide`'s (learned.MIN_PROBABILITY)."""
-    kind, p = model.predict(learned.features(facts.subject, facts.body, learned.facets(facts.customer, "type")))
+def model_evidence(model: learned.Model, weight: float, facts: Facts) -> tuple[Evidence, float, int]:
+    """The type model's best guess as evidence weighing `weight` x its probability, the
+    probability, and how many of the mail's features the model knows. How sure it must be
+    to count is `decide`'s (learned.MIN_PROBABILITY…)."""
+    found = learned.features(facts.subject, facts.body, learned.facets(facts.customer, "type"))
+    kind, p = model.predict(found)
     return (Evidence(TypeRule(name="model", type=kind, when=Conditions(), weight=round(weight * p, 2)),
-                     f"{p:.0%} sure, {model.source}"), p)
+                     f"{p:.0%} sure, {model.source}"), p, model.known(found))
 
 
 def facts_of(mail, mailbox: str | None, customer=None) -> Facts:
