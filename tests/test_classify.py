@@ -110,7 +110,8 @@ SEED_000 = [
     ("paid", 1, {"high_value": True}, "Checkout not working", "bug", "P1", "bug-urgent-vip"),
     ("free", 1, {"partner": True}, "Checkout not working", "bug", "P1", "bug-urgent-partner"),
     ("paid", 1, {}, "Checkout not working", "bug", "P1", "bug-urgent-paid"),
-    (None, 0, {}, "Checkout not working", "bug", "P1", "bug-urgent"),  # seed 004: urgent for anyone
+    ("trial", 1, {}, "Checkout not working", "bug", "P1", "bug-urgent-trial"),  # potentially paid (SPEC)
+    (None, 0, {}, "Checkout not working", "bug", "P2", "bug-urgent"),
     (None, 0, {}, "Error on the reports page - this is a blocker", "bug", "P2", "bug-blocking"),
     ("free", 1, {"high_value": True}, "Error on the reports page", "bug", "P3", "bug-high-value"),
     ("free", 1, {"partner": True}, "Error on the reports page", "bug", "P3", "bug-partner"),
