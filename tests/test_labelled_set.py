@@ -8,6 +8,8 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from mailproc import directory
 from mailproc.models import CASE_TYPES, PRIORITIES
 from mailproc.parse import parse
@@ -59,28 +61,36 @@ def test_the_directory_imports():
     assert any(r["high_value"] for r in rows) and any(r["partner"] for r in rows) and any(r["internal"] for r in rows)
 
 
-# Floors on the held-out part, just under what the shipped rules reach (bench/README.md:
-# 75.7 % type, 65.7 % priority); issue 9's targets are 90 % and 85 %. Raise them as the
-# rules improve; never tune rules on the held-out mails.
-TYPE_FLOOR, PRIORITY_FLOOR = 0.74, 0.64
+# Floors on the held-out part, just under what mailproc reaches there (bench/README.md),
+# as shipped (the rules and the starter model) and with the rules alone. Issue 9's targets
+# are 90 % type and 85 % priority. Raise them as classification improves; never tune rules
+# or the model on the held-out mails.
+FLOORS = {"shipped": (0.93, 0.81), "rules": (0.83, 0.75)}
 
 
-def test_the_shipped_rules_stay_above_the_floors_on_the_held_out_part(database):
+@pytest.mark.parametrize("how", sorted(FLOORS))
+def test_classification_stays_above_the_floors_on_the_held_out_part(database, how):
     from datetime import datetime, timezone
 
+    from mailproc import learned
+    from mailproc.config import LearnConfig
     from mailproc.rules import load_rules
     from mailproc.stages.classify import decide, facts_of
 
     directory.import_csv(SET / "directory.csv")
     rules = load_rules()
+    cfg, shipped = LearnConfig(), learned.starter_models()
+    models = learned.InUse(shipped["type"], shipped["priority"], cfg.weight, cfg.priority_probability) \
+        if how == "shipped" else None
     now = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
     held = [r for r in rows() if r["file"].startswith("heldout/")]
     types = priorities = 0
     for r in held:
         mail = parse((SET / r["file"]).read_bytes())
         box = "billing" if any("billing@" in a.lower() for a in mail.to) else "support"
-        fields, _ = decide(rules, facts_of(mail, box), now, None)
+        fields, _ = decide(rules, facts_of(mail, box), now, None, models)
         types += fields["type"] == r["type"]
         priorities += fields["priority"] in r["priority"].split()
-    assert types / len(held) >= TYPE_FLOOR, f"type {types}/{len(held)}"
-    assert priorities / len(held) >= PRIORITY_FLOOR, f"priority {priorities}/{len(held)}"
+    type_floor, priority_floor = FLOORS[how]
+    assert types / len(held) >= type_floor, f"type {types}/{len(held)}"
+    assert priorities / len(held) >= priority_floor, f"priority {priorities}/{len(held)}"
