@@ -126,7 +126,7 @@ def test_the_built_wheel_in_a_fresh_venv_answers_mail(tmp_path, dovecot, imap_us
     [wheel] = wheels.glob("mailproc-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"mailproc/defaults/mailproc.ini", "mailproc/defaults/rules/priority.toml",
-            "mailproc/defaults/templates/acknowledgement.html.j2"} <= names
+            "mailproc/defaults/templates/acknowledgement.html.j2", "mailproc/defaults/starter-model.json"} <= names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=clean_env())
