@@ -55,6 +55,10 @@ STEM = 5
 # best guess beats the default type; below it, the mail goes to triage as before).
 MIN_PROBABILITY = 0.6
 MIN_PROBABILITY_ALONE = 0.35
+# The priority model overrides a rule that read a facet in the text when it is [learn]
+# priority_probability sure; a rule that only read the directory (the per-customer default)
+# when it is this sure: there the rules found nothing in the text to go by.
+DIRECTORY_ONLY_PROBABILITY = 0.6
 MIN_KNOWN = 10  # ... and only for a mail with this many features it knows: "Help / hello" is triage
 MIN_DF = 2  # a term seen in one example only is more likely noise than a sign
 C = 10.0  # inverse regularisation: words are many and examples few, so fit them closely

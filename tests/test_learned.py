@@ -283,3 +283,29 @@ def test_the_models_guess_counts_where_no_rule_speaks_and_not_against_a_rule():
     p = 0.95  # a sure model outweighs one weak rule
     fields, by = decide(rules, facts("reports", "an error on the reports page"), NOW, None, models)
     assert fields["type"] == "enhancement" and "model (enhancement +1.42)" in by["evidence"]
+
+
+def test_the_priority_model_needs_less_certainty_against_a_rule_that_only_read_the_directory():
+    from types import SimpleNamespace
+
+    from mailproc.models import Customer
+    from mailproc.rules import load_rules
+    from mailproc.rules.matching import Facts
+    from mailproc.stages.classify import decide
+
+    rules = load_rules()
+    customer = Customer(match="shop.example", company="Shop", plan="paid", licenses=5)
+    model = SimpleNamespace(predict=lambda found: ("P5", 0.7), source="a test model")
+    models = learned.InUse(None, model, 1.5, 0.8)  # type: ignore[arg-type]
+
+    def priority(subject: str, body: str) -> tuple[str, str]:
+        fields, by = decide(rules, Facts(subject=subject, body=body, sender="a@shop.example", mailbox=None,
+                                         customer=customer), NOW, None, models)
+        assert fields["type"] == "bug"
+        return fields["priority"], by["priority"]
+
+    # the rules read "blocks our daily work" (a facet in the text): 70 % is not enough
+    assert priority("export broken", "The export fails with error 500 and blocks our daily work.")[1] \
+        .startswith("priority:bug-blocking")
+    # the rules only read the directory (a paid customer's bug): 70 % is enough
+    assert priority("export broken", "The export fails with error 500.") == ("P5", "model:priority")
