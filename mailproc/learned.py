@@ -2,10 +2,10 @@
 
 The rules in `rules/` stay the classifier; this adds what the desk's own agents
 taught it. `mailproc classify learn` (or the nightly slot, `[learn] nightly`)
-trains, for each of type and priority, a logistic regression over the words and
-word pairs of what the classifier read (subject and start of the text) plus a few
-facets of the customer (plan, high value, partner, internal; and the decided type,
-for priority). It learns from two kinds of example:
+trains, for each of type and priority, a logistic regression over the words, word
+pairs and word stems of what the classifier read (subject and the sender's own
+words; addresses and links left out) plus a few facets of the customer (plan,
+high value, partner, internal; and the decided type, for priority). It learns from two kinds of example:
 
 - every case an agent corrected: the value the agents settled on (the newest
   correction of the case), weighted CORRECTION_WEIGHT;
@@ -16,13 +16,18 @@ for priority). It learns from two kinds of example:
 Training needs scikit-learn (the optional extra `mailproc[learn]`); a model is
 kept as plain JSON in the `learned_model` table (intercepts and per-term weights),
 so classifying reads it with a few dict lookups and needs no library. A field
-gets no model until it has `[learn] min_corrections` corrections (50).
+gets no model until it has `[learn] min_corrections` corrections (50). Until then
+(`[learn] starter`), the starter model shipped in mailproc/defaults weighs in: the
+same kind of model, trained on the labelled set's development part by
+scripts/train-starter-model.
 
 How a model weighs in (mailproc.stages.classify): for type, its best class adds
-evidence `model` of `[learn] weight` x probability, beside the rules' evidence,
-so rules and model are summed and explained the same way; for priority, the
-rules' first match stands unless the model is at least `[learn] priority_probability`
-sure of another level.
+evidence `model` of `[learn] weight` x probability beside the rules' evidence, so
+rules and model are summed and explained the same way — when it is MIN_PROBABILITY
+sure, or MIN_PROBABILITY_ALONE where no rule found anything, and only on a mail with
+MIN_KNOWN features it knows. For priority, the rules' first match stands unless the
+model is `[learn] priority_probability` sure of another level (DIRECTORY_ONLY_PROBABILITY
+against a rule that only read the directory).
 """
 
 from __future__ import annotations
