@@ -72,7 +72,8 @@ log = logging.getLogger("mailproc.learned")
 
 _WORD = re.compile(r"[^\W\d_]{2,}")
 # Addresses and links name people and hosts, not what is asked: left out of the features.
-_NOISE = re.compile(r"\S+@\S+|\b(?:https?://|www\.)\S+")
+# Bounded, so that a long run of non-spaces costs linear time, not quadratic.
+_NOISE = re.compile(r"[^\s@]{1,64}@[^\s@]{1,255}|\b(?:https?://|www\.)\S{1,2048}")
 
 
 class LearnError(Exception):

@@ -25,6 +25,7 @@ from mailproc.rules.reader import TomlTable, compile_pattern
 from mailproc.rules.trim import own_text
 
 BODY_LIMIT = 20_000  # characters of body scanned: enough for any request, cheap for huge mails
+SUBJECT_LIMIT = 1_000  # characters of subject scanned (a hostile mail's subject can be megabytes)
 PAID_PLANS = frozenset({"paid", "enterprise"})
 SCOPES = ("subject", "body", "both")
 

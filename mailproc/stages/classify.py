@@ -22,7 +22,7 @@ from mailproc import directory, learned
 from mailproc.config import MailboxConfig
 from mailproc.rules import Rules
 from mailproc.rules.classification import Evidence, TypeRule
-from mailproc.rules.matching import Conditions, Facts, body_text, normalise
+from mailproc.rules.matching import SUBJECT_LIMIT, Conditions, Facts, body_text, normalise
 
 
 def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | None,
@@ -125,8 +125,8 @@ def facts_of(mail, mailbox: str | None, customer=None) -> Facts:
     sender = (mail.reply_to[0] if mail.reply_to else mail.from_addr or "").strip().lower()
     if customer is None and sender:
         customer = directory.lookup(sender)
-    return Facts(subject=normalise(mail.subject or ""), body=body_text(mail.text or ""), sender=sender,
-                 mailbox=mailbox, customer=customer)
+    return Facts(subject=normalise((mail.subject or "")[:SUBJECT_LIMIT]), body=body_text(mail.text or ""),
+                 sender=sender, mailbox=mailbox, customer=customer)
 
 
 def explain(rules: Rules, raw: bytes, now: datetime, mailbox: MailboxConfig | None,
