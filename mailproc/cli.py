@@ -380,11 +380,10 @@ def _classify_learn(args, ctx: Context) -> int:
     now, results, code = ctx.clock.now(), [], 0
     for field in learned.FIELDS:
         try:
-            with db.transaction():
-                model = learned.learn(field, now, ctx.config.learn.min_corrections)
+            model = learned.learn(field, now, ctx.config.learn.min_corrections)  # stores in its own transaction
         except learned.LearnError as exc:
             results.append({"field": field, "trained": False, "why": str(exc)})
-            code = max(code, 1 if "scikit-learn" in str(exc) else 0)
+            code = max(code, 1 if exc.missing_library else 0)
             continue
         results.append({"trained": True, **learned.describe(model)})
     if args.json:

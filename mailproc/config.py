@@ -837,8 +837,8 @@ def _fraction(text: str) -> float:
 
 def _non_negative(text: str) -> float:
     value = float(text)
-    if not value >= 0.0:  # also refuses nan
-        raise ValueError(f"must be 0 or more, not {text}")
+    if not 0.0 <= value < float("inf"):  # also refuses nan
+        raise ValueError(f"must be a number, 0 or more, not {text}")
     return value
 
 

@@ -77,7 +77,12 @@ _NOISE = re.compile(r"[^\s@]{1,64}@[^\s@]{1,255}|\b(?:https?://|www\.)\S{1,2048}
 
 
 class LearnError(Exception):
-    """Why no model could be trained (too few corrections, no scikit-learn)."""
+    """Why no model could be trained (too few corrections, too little text, no scikit-learn);
+    `missing_library` tells the last apart (an installation problem, exit 1)."""
+
+    def __init__(self, message: str, missing_library: bool = False):
+        super().__init__(message)
+        self.missing_library = missing_library
 
 
 # --- features: the same function at training and at classification -------------------------------
@@ -255,11 +260,15 @@ def pipeline(data: list[Example]):
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
     except ImportError as e:
-        raise LearnError("training a model needs scikit-learn: pip install 'mailproc[learn]'") from e
+        raise LearnError("training a model needs scikit-learn: pip install 'mailproc[learn]'",
+                         missing_library=True) from e
     vectorizer = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, lowercase=False, min_df=MIN_DF)
-    matrix = vectorizer.fit_transform([e.features for e in data])
     classifier = LogisticRegression(C=C, max_iter=2000)
-    classifier.fit(matrix, [e.label for e in data], sample_weight=[e.weight for e in data])
+    try:
+        matrix = vectorizer.fit_transform([e.features for e in data])
+        classifier.fit(matrix, [e.label for e in data], sample_weight=[e.weight for e in data])
+    except ValueError as e:  # e.g. "no terms remain": too little text to learn from
+        raise LearnError(f"could not train: {e}") from e
     return vectorizer, classifier
 
 
@@ -312,22 +321,26 @@ def corrections_of(field: str) -> int:
 
 
 def learn(field: str, now: datetime, min_corrections: int) -> Model:
-    """Train and store a new model of `field`, in the caller's transaction."""
+    """Train a new model of `field` and store it. Training reads the cases outside any
+    transaction and may take a minute on a large desk; only storing the model takes the
+    write lock (briefly), so intake and the sender go on meanwhile. Call it outside a
+    transaction."""
     have = corrections_of(field)
     if have < min_corrections:
         raise LearnError(f"{have} corrections of {field} so far; a model is trained from {min_corrections} "
                          "([learn] min_corrections)")
     model = fit(field, examples(field, now), now)
-    row_id = db.insert(LearnedModel, field=field, trained_at=model.trained_at, examples=model.examples,
-                       corrections=model.corrections, accuracy=model.accuracy, data=model.to_json())
-    old = [m.id for m in LearnedModel.select(LearnedModel.id).where(LearnedModel.field == field)
-           .order_by(LearnedModel.trained_at.desc(), LearnedModel.id.desc()).offset(KEEP)]
-    if old:
-        LearnedModel.delete().where(LearnedModel.id.in_(old)).execute()
+    with db.transaction():
+        row_id = db.insert(LearnedModel, field=field, trained_at=model.trained_at, examples=model.examples,
+                           corrections=model.corrections, accuracy=model.accuracy, data=model.to_json())
+        old = [m.id for m in LearnedModel.select(LearnedModel.id).where(LearnedModel.field == field)
+               .order_by(LearnedModel.trained_at.desc(), LearnedModel.id.desc()).offset(KEEP)]
+        if old:
+            LearnedModel.delete().where(LearnedModel.id.in_(old)).execute()
     return replace(model, id=row_id)
 
 
-_loaded: dict[tuple[str, int, str], Model] = {}
+_loaded: dict[tuple[int, str, int, str], Model] = {}
 
 
 def current(field: str) -> Model | None:
@@ -336,10 +349,10 @@ def current(field: str) -> Model | None:
                        ' ORDER BY "trained_at" DESC, "id" DESC LIMIT 1', [field])
     if row is None:
         return None
-    key = (field, row[0], str(row[1]))
+    key = (id(db.proxy.obj), field, row[0], str(row[1]))  # ids repeat across databases
     model = _loaded.get(key)
     if model is None:
-        for old in [k for k in _loaded if k[0] == field]:  # a field's model is replaced, not kept beside
+        for old in [k for k in _loaded if k[:2] == key[:2]]:  # a field's model is replaced, not kept beside
             del _loaded[old]
         model = _loaded[key] = Model.from_row(LearnedModel.get_by_id(row[0]))
     return model
@@ -409,27 +422,38 @@ def _rounded(weights: dict[str, Any]) -> dict[str, Any]:
 
 
 def slot_jobs(ctx) -> list:
-    """`[learn] nightly`: retrain every day at that local time (mailproc.scheduled)."""
+    """`[learn] nightly`: retrain every day at that local time (mailproc.scheduled). The slot
+    is claimed in the scheduler's transaction; the training runs after it, outside (`after`),
+    so the write lock is not held while scikit-learn fits. A failure is logged and reported;
+    the next night tries again."""
     from mailproc import slots
     from mailproc.scheduled import SlotJob
 
     at = ctx.config.learn.nightly
     if at is None:
         return []
-    return [SlotJob("learn", slots.parse_slots(at.strftime("%H:%M")), ctx.config.timezone, run_nightly)]
+    return [SlotJob("learn", slots.parse_slots(at.strftime("%H:%M")), ctx.config.timezone, lambda *_: 0,
+                    after=train_nightly)]
 
 
-def run_nightly(ctx, slot, now: datetime) -> int:
-    """Train each field that has enough corrections; a field without enough is only logged."""
+def train_nightly(ctx, now: datetime) -> None:
+    """Train each field that has enough corrections; a field without enough is only logged,
+    and one field failing does not stop the other."""
+    failed = []
     for field in FIELDS:
         try:
             model = learn(field, now, ctx.config.learn.min_corrections)
         except LearnError as exc:
             log.info("no %s model: %s", field, exc)
             continue
+        except Exception as exc:
+            log.exception("training the %s model failed", field)
+            failed.append(f"{field}: {exc}")
+            continue
         log.info("trained the %s model on %d cases (%d corrected), cross-validated accuracy %s", field,
                  model.examples, model.corrections, "n/a" if model.accuracy is None else f"{model.accuracy:.2f}")
-    return 0
+    if failed:
+        raise LearnError("; ".join(failed))
 
 
 def describe(model: Model, top: int = 8) -> dict[str, Any]:

@@ -46,6 +46,10 @@ class SlotJob:
     catch_up: str = LATEST
     lookback: timedelta = slots.LOOKBACK  # how far back a missed slot is caught up (monthly jobs: a month)
     run_first: bool = True  # False: a job with no slot done yet starts with its next slot (see slots.due)
+    # Long work that must not hold the database's write lock (training a model): run after the
+    # transaction that claimed a slot committed. Its failure is logged and reported; the slot
+    # stays done, so it is tried at the next slot, not every RETRY_AFTER.
+    after: Callable[[Context, datetime], None] | None = None
 
 
 @dataclass
@@ -85,6 +89,7 @@ class Scheduler:
             known = self.next_at.get(job.name)
             if known is not None and now < known:
                 continue
+            claimed = len(done.slots)
             try:
                 with db.transaction():
                     for slot in slots.due(job.name, job.spec, job.tz, now, job.catch_up, job.lookback,
@@ -97,6 +102,12 @@ class Scheduler:
                 done.failed.append(f"{job.name}: {exc}")
                 self.next_at[job.name] = now + RETRY_AFTER
                 continue
+            if job.after is not None and len(done.slots) > claimed:
+                try:
+                    job.after(self.ctx, now)
+                except Exception as exc:
+                    log.exception("slot job %s: its work after the slot failed", job.name)
+                    done.failed.append(f"{job.name}: {exc}")
             upcoming = slots.instants(job.spec, job.tz, now, now + HORIZON)
             self.next_at[job.name] = upcoming[0] if upcoming else now + HORIZON
         for key in done.slots:

@@ -295,7 +295,7 @@ def test_the_priority_model_needs_less_certainty_against_a_rule_that_only_read_t
 
     rules = load_rules()
     customer = Customer(match="shop.example", company="Shop", plan="paid", licenses=5)
-    model = SimpleNamespace(predict=lambda found: ("P5", 0.7), source="a test model")
+    model = SimpleNamespace(predict=lambda found: ("P5", 0.7), known=lambda found: 20, source="a test model")
     models = learned.InUse(None, model, 1.5, 0.8)  # type: ignore[arg-type]
 
     def priority(subject: str, body: str) -> tuple[str, str]:
@@ -309,3 +309,51 @@ def test_the_priority_model_needs_less_certainty_against_a_rule_that_only_read_t
         .startswith("priority:bug-blocking")
     # the rules only read the directory (a paid customer's bug): 70 % is enough
     assert priority("export broken", "The export fails with error 500.") == ("P5", "model:priority")
+
+
+def test_the_priority_model_never_overrides_seed_004_urgency_nor_reads_a_few_words():
+    from types import SimpleNamespace
+
+    from mailproc.rules import load_rules
+    from mailproc.rules.matching import Facts
+    from mailproc.stages.classify import decide
+
+    rules = load_rules()
+    known = 20
+    model = SimpleNamespace(predict=lambda found: ("P3", 0.7), known=lambda found: known, source="a test model")
+    models = learned.InUse(None, model, 1.5, 0.8)  # type: ignore[arg-type]
+
+    def decided(subject: str, body: str) -> tuple[str, str]:
+        fields, by = decide(rules, Facts(subject=subject, body=body, sender="a@nowhere.example", mailbox=None,
+                                         customer=None), NOW, None, models)
+        return fields["priority"], by["priority"]
+
+    # an unknown sender's urgent bug is P2 by the urgent rule: it read the text, so 70 % is not enough
+    assert decided("forms not converting", "Our contact forms are not converting since this morning.") == (
+        "P2", "priority:bug-urgent")
+    assert decided("export broken", "The export fails with error 500.") == ("P3", "model:priority")
+    known = 3  # the same mail, but the model knows too little of it
+    assert decided("export broken", "The export fails with error 500.") == ("P6", "priority:bug-other")
+
+
+def test_too_little_text_to_train_on_is_a_learn_error():
+    data = [learned.Example([f"only{i}"], label, 1.0, True) for i, label in enumerate(["bug", "request"] * 3)]
+    with pytest.raises(learned.LearnError, match="could not train"):
+        learned.train("type", data, NOW)
+
+
+def test_each_database_has_its_own_current_model(tmp_path):
+    model = learned.train("type", [example(t, "bug") for t in BROKEN] + [example(t, "request") for t in PLAIN], NOW)
+    first, second = f"sqlite:///{tmp_path}/a.sqlite3", f"sqlite:///{tmp_path}/b.sqlite3"
+    db.open_database(first)
+    try:
+        db.insert(LearnedModel, field="type", trained_at=NOW, examples=8, corrections=8, accuracy=None,
+                  data=model.to_json())
+        assert learned.current("type") is not None
+    finally:
+        db.close()
+    db.open_database(second)
+    try:
+        assert learned.current("type") is None
+    finally:
+        db.close()

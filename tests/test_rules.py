@@ -108,6 +108,14 @@ def test_bad_regex_in_a_rule_names_its_line(tmp_path):
     assert err.where == line_number(path, "fail[ure")
 
 
+def test_a_phrase_that_is_nothing_once_normalised_names_its_line(tmp_path):
+    """An apostrophe alone normalises to "" and would be found in every mail."""
+    path = appended(tmp_path, "classification.toml",
+                    '\n[[rule]]\nname = "nothing"\ntype = "bug"\nphrases = ["it broke", "\u2019"]\n')
+    err = fails("classification.toml", path)
+    assert "match every mail" in str(err) and err.where is not None
+
+
 def test_unknown_priority_names_its_line(tmp_path):
     path = edited(tmp_path, "priority.toml", 'name = "bug-urgent-vip"\npriority = "P1"',
                   'name = "bug-urgent-vip"\npriority = "P9"')

@@ -113,3 +113,17 @@ def test_stop_is_asked_between_jobs(ctx):
 def test_the_configured_providers_give_their_jobs(ctx):
     names = {j.name for j in scheduled.jobs(ctx)}
     assert {"digest", "weekly"} <= names
+
+
+def test_work_after_a_slot_runs_outside_its_transaction_and_a_failure_keeps_the_slot_done(ctx):
+    seen: list[bool] = []
+
+    def after(context, now) -> None:
+        seen.append(db.proxy.obj.in_transaction())
+        raise RuntimeError("training failed")
+
+    sched = scheduler(ctx, scheduled.SlotJob("learn", slots.parse_slots("07:00"), LISBON, lambda *_: 0, after=after))
+    done = sched.run(NOW)
+    assert done.slots == ["learn:2026-11-30T07:00"] and done.failed == ["learn: training failed"]
+    assert seen == [False]
+    assert sched.run(NOW + timedelta(minutes=10)).slots == [] and seen == [False]  # not again until tomorrow

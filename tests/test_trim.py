@@ -50,7 +50,7 @@ def test_a_signature_is_left_out(signature):
     "Esta mensagem é confidencial. Se a recebeu por engano, avise o remetente e apague-a.",
     "Este mensaje y sus anexos son confidenciales. Si lo ha recibido por error, notifíquelo al remitente.",
 ])
-def test_a_legal_disclaimer_paragraph_is_left_out_wherever_it_is(notice):
+def test_a_legal_disclaimer_at_the_end_or_the_start_is_left_out(notice):
     kept = own_text(f"{notice}\n\n{ASK}\n\nRegards,\nRui\n\n{notice}")
     assert kept.startswith(ASK) and "Rui" in kept and "error" not in kept.replace(ASK, "")
     assert "confiden" not in kept
@@ -65,3 +65,33 @@ def test_quoted_lines_and_the_size_limit_still_apply():
     assert body_text("Our export fails.\n> old: the import fails\nThanks") == "our export fails. thanks"
     assert len(body_text("word " * 10_000)) <= 20_000
     assert own_text("") == ""
+
+
+def test_legal_words_in_the_middle_of_a_mail_are_the_customers_own():
+    leak = ("Your notification went to the wrong recipient in error: it was confidential, only the intended "
+            "recipient should see it.")
+    pt = "Os e-mails não chegam ao destinatário e o remetente recebe um erro; é confidencial e foi por engano."
+    for ask in (leak, pt):
+        kept = own_text(f"Hello,\n\n{ask}\n\nThanks, Rui")
+        assert ask in kept and kept.endswith("Thanks, Rui")
+
+
+def test_a_short_forward_from_a_phone_keeps_the_forwarded_ask():
+    body = ("See below\n\nSent from my iPhone\n\nBegin forwarded message:\n\nFrom: Ana <ana@shop.example>\n"
+            "Date: 3 November 2026\nSubject: export\n\nThe export is broken, error 500 since this morning.")
+    assert "error 500 since this morning" in own_text(body)
+
+
+def test_a_short_reply_keeps_the_quoted_lines_it_answers():
+    body = "Still broken!\n\nOn Tue, 3 Nov 2026 at 10:02, Ana <ana@shop.example> wrote:\n> The export gives error 500\n"
+    kept = own_text(body)
+    assert "Still broken!" in kept and "The export gives error 500" in kept and ">" not in kept
+
+
+@pytest.mark.parametrize("line", [
+    "Please change the sender of our alerts", "From: alerts@shop.example", "To: support@shop.example",
+    "El lunes Juan escribió el informe y lo subió", "Mails sent from my iPhone never arrive at your address",
+    "Sent from my iPhone the invoices never attach, but from the laptop they do"])
+def test_ordinary_lines_are_not_history_or_a_signature(line):
+    body = f"{line}\nand everything after it is still the customer's: the export gives error 500 every time."
+    assert "error 500" in own_text(body)

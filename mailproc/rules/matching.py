@@ -272,11 +272,13 @@ class TextIndex:
         import ahocorasick
 
         self.size = len(keys)
-        self.always = tuple(i for i, k in enumerate(keys) if k is None)
+        # no literal to go by, or an empty one (found in any text): always tried
+        self.always = tuple(i for i, k in enumerate(keys) if k is None or "" in k)
         owners: dict[str, list[int]] = {}
         for i, found in enumerate(keys):
             for key in found or ():
-                owners.setdefault(key, []).append(i)
+                if key:
+                    owners.setdefault(key, []).append(i)
         self.owners = tuple(tuple(v) for v in owners.values())
         self.automaton = ahocorasick.Automaton() if owners else None
         if self.automaton is not None:
@@ -362,8 +364,13 @@ def conditions(table: TomlTable, allowed: tuple[str, ...] = CONDITION_KEYS) -> C
         if key in table.data and key not in allowed:
             raise table.error(key, "this condition is not available in this file")
     text: list[Phrases | Pattern] = []
-    if table.str_list("phrases"):
-        text.append(Phrases(table.str_list("phrases")))
+    phrases = table.str_list("phrases")
+    for phrase in phrases:
+        if not normalise(phrase).replace("-", ""):
+            raise table.error("phrases", f"{phrase!r} is nothing once case, accents and apostrophes are set "
+                                         "aside: it would match every mail", needle=phrase)
+    if phrases:
+        text.append(Phrases(phrases))
     text += [pattern(p, table, "patterns") for p in table.str_list("patterns")]
     scope = table.choice("in", SCOPES, "both")
     if "in" in table.data and not text:

@@ -14,12 +14,13 @@ ask). It works line by line with a few anchored patterns, in EN, PT and ES:
 - forwarded mail ("---------- Forwarded message ---------"): kept when the sender's
   own words above it are few ("see below"), since then the forwarded mail *is* the
   ask; cut when the sender wrote the ask themselves;
-- a signature: from "-- " or a "Sent from my iPhone" line on;
-- disclaimers: a paragraph with three or more legal-notice phrases (confidential, intended
-  recipient, received in error…), wherever it is.
+- a signature: from "-- " or a short "Sent from my iPhone" line on;
+- disclaimers: paragraphs with three or more different legal-notice phrases (confidential,
+  intended recipient, received in error…) at the end of the mail, or at its very start.
 
-Quoted history is treated like a forward: a reply-style mail whose own part is only
-a few words keeps the history, which is where the problem is described.
+Quoted history and a signature are treated like a forward: a mail whose own part is
+only a few words ("See below", then "Sent from my iPhone", then the forwarded mail)
+keeps what follows, '>' quoted lines included, which is where the problem is described.
 """
 
 from __future__ import annotations
@@ -29,21 +30,26 @@ import re
 FEW_WORDS = 12  # fewer of the sender's own words than this above history: the history is the ask
 
 _REPLY_HEADER = re.compile(
-    r"^(?:on\b.{0,300}\bwrote:?|em\b.{0,300}\bescreveu:?|el\b.{0,300}\bescribi[oó]:?|"
+    r"^(?:on\b.{0,300}\bwrote:|em\b.{0,300}\bescreveu:|el\b.{0,300}\bescribi[oó]:|"
     r"-{2,}\s*(?:original message|mensagem original|mensaje original)\s*-{0,})\s*$", re.IGNORECASE)
 _REPLY_START = re.compile(r"^(?:on|em|el)\b.{0,300}$", re.IGNORECASE)  # "On …" wrapped onto a "wrote:" line
-_REPLY_END = re.compile(r"^.{0,200}\b(?:wrote|escreveu|escribi[oó]):?\s*$", re.IGNORECASE)
+_REPLY_END = re.compile(r"^.{0,200}\b(?:wrote|escreveu|escribi[oó]):\s*$", re.IGNORECASE)
 _OUTLOOK_FROM = re.compile(r"^\*?(?:from|de|von)\s*:\*?\s+\S", re.IGNORECASE)
-_OUTLOOK_NEXT = re.compile(r"^\*?(?:sent|date|enviado|enviada|data|fecha|to|para|subject|assunto|asunto)\s*:",
-                           re.IGNORECASE)
+# Outlook's block: "From:" then, within a few lines, when it was sent ("To:" alone is not enough:
+# "please change From: … To: …" is a customer's own words).
+_OUTLOOK_NEXT = re.compile(r"^\*?(?:sent|date|enviad[oa](?: el| em)?|data|fecha|gesendet)\s*:", re.IGNORECASE)
 _RULE_LINE = re.compile(r"^_{8,}\s*$")
 _FORWARD = re.compile(r"^-{2,}\s*(?:forwarded message|begin forwarded message|mensagem encaminhada|"
                       r"mensaje reenviado|mensaje original reenviado)\s*-{0,}\s*$|^begin forwarded message:?\s*$|"
                       r"^(?:fwd?|enc|rv):.{0,200}$", re.IGNORECASE)
+# A signature starts at "-- " (or "--") alone on a line, or a phone's short "Sent from my iPhone".
 _SIGNATURE = re.compile(
-    r"^(?:--|-- )$|^(?:sent from my|enviado do meu|enviado de meu|enviado desde mi|get outlook for|"
-    r"obtener outlook para|obter o outlook para)\b", re.IGNORECASE)
-# A legal notice uses three or more of these; a customer may use two ("borré por error… es confidencial").
+    r"^--\s*$|^(?:sent from my|enviado do meu|enviado de meu|enviado desde mi|get outlook for|"
+    r"obtener outlook para|obter o outlook para)\b(?:\W*\w+){0,4}\W*$", re.IGNORECASE)
+# A legal notice uses three or more of these (different ones); a customer may use two
+# ("borré por error… es confidencial"). Only a notice at the end (or the very start) of the
+# mail is left out: in the middle, the same words are the customer's ("it reached the wrong
+# recipient in error").
 _DISCLAIMER = re.compile(
     r"confiden[ct]ial|intended (?:recipient|solely|only)|exclusivamente|in error|privileged|prohibited|"
     r"proibid[ao]|prohibid[ao]|"
@@ -59,16 +65,17 @@ def own_text(text: str) -> str:
         return text
     lines = text.splitlines()
     kept: list[str] = []
+    history = False  # reading history kept because the sender's own part was too short
     for i, raw in enumerate(lines):
         line = raw.strip()
         if line.startswith(">"):
+            if history:
+                kept.append(line.lstrip("> "))
             continue
-        if _SIGNATURE.match(raw.rstrip()) or _SIGNATURE.match(line):
-            break
-        if line and _history_starts(lines, i, line):
+        if _SIGNATURE.match(line) or (line and _history_starts(lines, i, line)):
             if _enough(kept):
                 break
-            kept.append(raw)  # too little of their own: the history is the ask; keep reading it
+            history = True  # too little of their own: what follows is the ask; keep reading it
             continue
         kept.append(raw)
     return _without_disclaimers(kept)
@@ -96,15 +103,21 @@ def _enough(kept: list[str]) -> bool:
 
 
 def _without_disclaimers(lines: list[str]) -> str:
-    """The lines without any paragraph (blank-line separated) that reads like a legal notice."""
-    out: list[str] = []
-    paragraph: list[str] = []
-    for line in lines + [""]:
+    """The lines without the legal notices at the end of the mail (and at its very start)."""
+    paragraphs: list[list[str]] = [[]]
+    for line in lines:
         if line.strip():
-            paragraph.append(line)
-            continue
-        if paragraph and len(_DISCLAIMER.findall(" ".join(paragraph))) < DISCLAIMER_HITS:
-            out.extend(paragraph)
-        out.append(line)
-        paragraph = []
-    return "\n".join(out).strip()
+            paragraphs[-1].append(line)
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    paragraphs = [p for p in paragraphs if p]
+    while paragraphs and _is_notice(paragraphs[-1]):
+        paragraphs.pop()
+    while paragraphs and _is_notice(paragraphs[0]):
+        paragraphs.pop(0)
+    return "\n\n".join("\n".join(p) for p in paragraphs)
+
+
+def _is_notice(paragraph: list[str]) -> bool:
+    found = {m.lower() for m in _DISCLAIMER.findall(" ".join(paragraph))}
+    return len(found) >= DISCLAIMER_HITS

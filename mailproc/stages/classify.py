@@ -72,12 +72,14 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     if models is not None and models.priority is not None:
         found = learned.features(facts.subject, facts.body, learned.facets(facts.customer, "priority", facts.type))
         level, p = models.priority.predict(found)
-        # A rule that read a facet in the text stands unless the model is very sure; one that
-        # only read the directory (no text condition, or no rule) is a weaker guess.
-        needed = models.priority_probability if prio is not None and prio.when.text else \
+        # A rule that read the text (a facet, or seed 004's urgent phrases) stands unless the
+        # model is very sure; one that only read the directory is a weaker guess. Too little
+        # text the model knows, and it says nothing.
+        read_text = prio is not None and (bool(prio.when.text) or prio.when.urgent is not None)
+        needed = models.priority_probability if read_text else \
             min(models.priority_probability, learned.DIRECTORY_ONLY_PROBABILITY)
         by["model"] = f"priority {level} ({p:.0%} sure; used from {needed:.0%})"
-        if p >= needed and level != fields["priority"]:
+        if models.priority.known(found) >= learned.MIN_KNOWN and p >= needed and level != fields["priority"]:
             fields["priority"], by["priority"] = level, "model:priority"
 
     route = rules.routing.match(facts)
