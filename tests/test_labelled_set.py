@@ -65,7 +65,7 @@ def test_the_directory_imports():
 # as shipped (the rules and the starter model) and with the rules alone. Issue 9's targets
 # are 90 % type and 85 % priority. Raise them as classification improves; never tune rules
 # or the model on the held-out mails.
-FLOORS = {"shipped": (0.93, 0.81), "rules": (0.83, 0.75)}
+FLOORS = {"shipped": (0.93, 0.85), "rules": (0.83, 0.77)}
 
 
 @pytest.mark.parametrize("how", sorted(FLOORS))
