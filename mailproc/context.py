@@ -31,7 +31,9 @@ class Context:
 def load_context(config: Config, clock: Clock) -> Context:
     from mailproc import roster
     from mailproc.templates import Templates
+    from mailproc.stages import classify
     rules = load_rules(config.rules_dir, config.timezone)
+    classify.prepare(rules, config.learn)
     return Context(
         config=config,
         rules=rules,

@@ -182,7 +182,8 @@ def test_a_new_case_gets_the_models_decision_through_intake(site, capsys):
         from mailproc.stages.classify import decide, facts_of
         from mailproc.parse import parse
         ctx = load_context(load(site), Clock(NOW))
-        facts = facts_of(parse(mail(subject="frobnicator", body="zorblax frobnicator not glimmering")), "support")
+        facts = facts_of(parse(mail(subject="frobnicator", body="Our zorblax frobnicator is not glimmering today.")),
+                         "support")
         fields, by = decide(ctx.rules, facts, NOW, None, learned.in_use(1.0, 0.8, starter=False))
         assert (fields["type"], fields["priority"], by["priority"]) == ("bug", "P2", "model:priority")
         fields, by = decide(ctx.rules, facts, NOW, None, learned.in_use(0.0, 0.8, starter=False))  # weight 0: off
@@ -250,7 +251,8 @@ def test_the_json_of_a_stored_model_is_plain_weights(site, capsys):
     try:
         row = LearnedModel.select().where(LearnedModel.field == "type").get()
         data = json.loads(row.data)
-        assert set(data) == {"classes", "intercepts", "terms"} and "zorblax" in data["terms"]
+        assert set(data) == {"classes", "intercepts", "terms", "idf", "weights"} and "zorblax" in data["terms"]
+        assert len(data["idf"]) == len(data["terms"]) == len(data["weights"][0])
     finally:
         db.close()
 

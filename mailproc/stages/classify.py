@@ -150,6 +150,15 @@ def explain(rules: Rules, raw: bytes, now: datetime, mailbox: MailboxConfig | No
             "decided_by": by}
 
 
+def prepare(rules: Rules, learn) -> None:
+    """Build, at start-up, what classifying builds once: the rules' text indexes and the
+    starter model. Done lazily, the first mail of every run would carry that cost (a
+    quarter of a second), and a process killed then would find that mail in flight again."""
+    _ = rules.classification.index, rules.priority.index, rules.priority.urgent_index
+    if learn.starter and learn.weight > 0:
+        learned.starter_models()
+
+
 def run(work) -> None:
     """Fill work.fields / work.decided_by for mail that opens a new case."""
     if (work.screen is not None or work.case is not None or work.duplicate_of is not None
