@@ -63,7 +63,7 @@ def test_one_legal_word_in_the_customers_own_words_is_kept():
 
 def test_quoted_lines_and_the_size_limit_still_apply():
     assert body_text("Our export fails.\n> old: the import fails\nThanks") == "our export fails. thanks"
-    assert len(body_text("word " * 10_000)) <= 20_000
+    assert len(body_text("word " * 10_000)) <= 8_000
     assert own_text("") == ""
 
 

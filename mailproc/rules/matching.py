@@ -5,7 +5,7 @@ the subject or body, the sender, the mailbox, what the directory knows of the
 customer), so the conditions and the way text is compared live here, once.
 
 Matching is on one normalised text, built once per mail: subject and body
-(the sender's own words of the first 20 KB: rules.trim), lower-cased, accents and
+(the sender's own words of the first 8,000 characters: rules.trim), lower-cased, accents and
 apostrophes removed, whitespace runs made one space. Rule phrases and
 patterns get the same treatment when loaded, so "nao funciona" matches
 "não funciona" and "cant log in" matches "can't log in". Everything is
@@ -24,7 +24,7 @@ from mailproc.models import CASE_TYPES, PLANS, Customer
 from mailproc.rules.reader import TomlTable, compile_pattern
 from mailproc.rules.trim import own_text
 
-BODY_LIMIT = 20_000  # characters of body scanned: enough for any request, cheap for huge mails
+BODY_LIMIT = 8_000  # characters of body scanned: the ask is at the top; a pasted log below it only costs time
 SUBJECT_LIMIT = 1_000  # characters of subject scanned (a hostile mail's subject can be megabytes)
 PAID_PLANS = frozenset({"paid", "enterprise"})
 SCOPES = ("subject", "body", "both")

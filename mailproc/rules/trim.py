@@ -56,6 +56,7 @@ _DISCLAIMER = re.compile(
     r"destinat[aá]rio|destinatario|por engano|por error|por erro|notify the sender|remetente|remitente|"
     r"think before (?:you )?print|antes de imprimir|legal notice|aviso legal|disclaimer", re.IGNORECASE)
 DISCLAIMER_HITS = 3
+NOTICE_LIMIT = 3_000  # characters: the longest legal notices are about half that
 _WORD = re.compile(r"\w+")
 
 
@@ -119,5 +120,7 @@ def _without_disclaimers(lines: list[str]) -> str:
 
 
 def _is_notice(paragraph: list[str]) -> bool:
-    found = {m.lower() for m in _DISCLAIMER.findall(" ".join(paragraph))}
-    return len(found) >= DISCLAIMER_HITS
+    text = " ".join(paragraph)
+    if len(text) > NOTICE_LIMIT:  # a pasted log is not a legal notice (and not worth a scan)
+        return False
+    return len({m.lower() for m in _DISCLAIMER.findall(text)}) >= DISCLAIMER_HITS
