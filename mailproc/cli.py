@@ -404,6 +404,7 @@ def _classify_learn(args, ctx: Context) -> int:
 def cmd_classify(args, ctx: Context) -> int:
     """`classify FILE…`: each mail's decision and the rule behind each field, nothing stored."""
     from mailproc import learned
+    from mailproc.parse import parse
     from mailproc.stages.classify import explain
 
     verb = str(args.files[0]) if args.files else ""
@@ -432,8 +433,9 @@ def cmd_classify(args, ctx: Context) -> int:
             print(f"mailproc: error: {path}: {exc.strerror or exc}", file=sys.stderr)
             code = 1
             continue
-        box = chosen or _addressed_box(ctx, raw)
-        decision = explain(ctx.rules, raw, now, box, models)
+        mail = parse(raw)
+        box = chosen or _addressed_box(ctx, mail)
+        decision = explain(ctx.rules, mail, now, box, models)
         results.append({"file": str(path), "mailbox": box.name if box else None, **decision})
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False, default=str))
@@ -451,11 +453,8 @@ def cmd_classify(args, ctx: Context) -> int:
     return code
 
 
-def _addressed_box(ctx: Context, raw: bytes):
-    """The mailbox a mail is addressed to (To/Cc), else the first configured."""
-    from mailproc.parse import parse
-
-    mail = parse(raw)
+def _addressed_box(ctx: Context, mail):
+    """The mailbox a parsed mail is addressed to (To/Cc), else the first configured."""
     wanted = {a.lower() for a in (*mail.to, *mail.cc)}
     boxes = ctx.config.mailboxes
     return next((b for b in boxes if b.address.lower() in wanted), boxes[0] if boxes else None)

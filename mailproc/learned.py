@@ -97,8 +97,13 @@ def features(subject: str, body: str, facets: tuple[str, ...] = ()) -> list[str]
     title = _WORD.findall(_NOISE.sub(" ", subject))
     found = [f"s:{w}" for w in title] + title + words
     found += [f"~{w[:STEM]}" for w in title + words if len(w) > STEM]
-    found += [f"={f}" for f in facets]
-    return found
+    return found + facet_terms(facets)
+
+
+def facet_terms(facets: tuple[str, ...]) -> list[str]:
+    """The facets as features: `features(s, b, f) == features(s, b) + facet_terms(f)`, so one
+    mail's words serve both models."""
+    return [f"={f}" for f in facets]
 
 
 def facets(customer: Customer | None, field: str, case_type: str | None = None) -> tuple[str, ...]:

@@ -37,8 +37,10 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
 
     extra: tuple[Evidence, ...] = ()
     alone: tuple[Evidence, ...] = ()
+    # the mail's words as the models read them, made once for both models
+    words = learned.features(facts.subject, facts.body) if models is not None else []
     if models is not None and models.type is not None:
-        guess, p, known = model_evidence(models.type, models.weight, facts)
+        guess, p, known = model_evidence(models.type, models.weight, facts, words)
         if known < learned.MIN_KNOWN:
             pass  # too little text the model knows: its guess would be noise
         elif p >= learned.MIN_PROBABILITY:
@@ -70,7 +72,7 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     fields["priority"] = prio.priority if prio else priority_rules.default
     by["priority"] = f"priority:{prio.name}" if prio else "priority:default"
     if models is not None and models.priority is not None:
-        found = learned.features(facts.subject, facts.body, learned.facets(facts.customer, "priority", facts.type))
+        found = words + learned.facet_terms(learned.facets(facts.customer, "priority", facts.type))
         level, p = models.priority.predict(found)
         # A rule that read the text (a facet, or seed 004's urgent phrases) stands unless the
         # model is very sure; one that only read the directory is a weaker guess. Too little
@@ -111,11 +113,12 @@ def decide(rules: Rules, facts: Facts, now: datetime, mailbox: MailboxConfig | N
     return fields, by
 
 
-def model_evidence(model: learned.Model, weight: float, facts: Facts) -> tuple[Evidence, float, int]:
+def model_evidence(model: learned.Model, weight: float, facts: Facts, words: list[str]
+                   ) -> tuple[Evidence, float, int]:
     """The type model's best guess as evidence weighing `weight` x its probability, the
     probability, and how many of the mail's features the model knows. How sure it must be
-    to count is `decide`'s (learned.MIN_PROBABILITY…)."""
-    found = learned.features(facts.subject, facts.body, learned.facets(facts.customer, "type"))
+    to count is `decide`'s (learned.MIN_PROBABILITY…). `words`: learned.features of the mail."""
+    found = words + learned.facet_terms(learned.facets(facts.customer, "type"))
     kind, p = model.predict(found)
     return (Evidence(TypeRule(name="model", type=kind, when=Conditions(), weight=round(weight * p, 2)),
                      f"{p:.0%} sure, {model.source}"), p, model.known(found))
@@ -131,13 +134,10 @@ def facts_of(mail, mailbox: str | None, customer=None) -> Facts:
                  sender=sender, mailbox=mailbox, customer=customer)
 
 
-def explain(rules: Rules, raw: bytes, now: datetime, mailbox: MailboxConfig | None,
+def explain(rules: Rules, mail, now: datetime, mailbox: MailboxConfig | None,
             models: learned.InUse | None = None) -> dict[str, Any]:
-    """What a new case opened by `raw` would get, and the rule behind each field, without
-    storing anything (`mailproc classify FILE`): for writing and testing rules."""
-    from mailproc.parse import parse
-
-    mail = parse(raw)
+    """What a new case opened by a parsed mail would get, and the rule behind each field,
+    without storing anything (`mailproc classify FILE`): for writing and testing rules."""
     facts = facts_of(mail, mailbox.name if mailbox else None)
     fields, by = decide(rules, facts, now, mailbox, models)
     customer = facts.customer
