@@ -11,10 +11,13 @@ to its savepoint and kept as `failed` with the error (a human looks at it,
 A message that kills the process (a parser bug eating all memory, say) would
 otherwise be taken again on every round, forever. Each process names the
 message in hand outside the database (`inflight`); the message a dead process
-had in hand gets an attempt counted, is tried alone next time, and after
-`MAX_ATTEMPTS` attempts that never finished it is parked as `failed` with the
-reason, as Mailman's switchboard parks a message it keeps crashing on. The
-other messages of a batch that died are not blamed.
+had in hand gets an attempt counted, is tried alone next time, after the
+others, and after `MAX_ATTEMPTS` attempts that never finished it is parked as
+`failed` with the reason, as Mailman's switchboard parks a message it keeps
+crashing on. The other messages of a batch that died are not blamed. Trying a
+suspect last keeps a deadly message from holding up the mail behind it for
+rounds, and keeps a run that is killed at much the same moment every time
+(a restart loop) from blaming the same innocent message again and again.
 """
 
 from __future__ import annotations
@@ -66,8 +69,8 @@ def process(ctx: Context, message: Message) -> str:
 def process_all(ctx: Context, messages: list[Message], stop=lambda: False) -> dict[str, int]:
     """Process messages in order; return counts by disposition.
 
-    Messages go in batches; a message that a process died with goes alone
-    (it may be what killed it), or is parked once it has had MAX_ATTEMPTS."""
+    Messages go in batches; a message that a process died with goes alone, after
+    the others (it may be what killed it), or is parked once it has had MAX_ATTEMPTS."""
     counts: dict[str, int] = {}
     blamed = _blame_the_dead(ctx)
 
@@ -80,25 +83,28 @@ def process_all(ctx: Context, messages: list[Message], stop=lambda: False) -> di
         batch.clear()
 
     batch: list[Message] = []
+    suspects: list[tuple[Message, int]] = []
     size = 0
     for message in messages:
         if stop():
             break
         attempts = max(message.attempts, blamed.get(message.id, 0))
-        if attempts == 0:
-            if batch and (len(batch) >= BATCH_MESSAGES or size + message.size > BATCH_BYTES):
-                flush(batch)
-                size = 0
-            batch.append(message)
-            size += message.size
+        if attempts:
+            suspects.append((message, attempts))
             continue
-        flush(batch)
-        size = 0
+        if batch and (len(batch) >= BATCH_MESSAGES or size + message.size > BATCH_BYTES):
+            flush(batch)
+            size = 0
+        batch.append(message)
+        size += message.size
+    flush(batch)
+    for message, attempts in suspects:
+        if stop():
+            break
         if attempts >= MAX_ATTEMPTS:
             add(_park(ctx, message, attempts))
         else:
             flush([message])
-    flush(batch)
     return counts
 
 

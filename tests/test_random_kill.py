@@ -46,6 +46,12 @@ def trials(dovecot, imap_user, smtp, make_config, db_url, count: int, per_trial:
         address="support@example.com", batch_size=25)], smtp=dict(host=smtp.host, port=smtp.port))
     env = {k: v for k, v in os.environ.items() if k != "MAILPROC_CRASH_AT"}
     rng = random.Random(int(os.environ.get("MAILPROC_KILL_SEED", "7")))
+    logs = config.parent / "trials"  # each trial's log: which message a death was blamed on
+    logs.mkdir()
+    # Kills land over start-up and the work after it, however long start-up takes here:
+    # kills that all land before the first message would test little, and kills that
+    # land at the same early moment every time blame the first message every time.
+    start_up = start_up_time(config, env)
     kills: list[float] = []
     history: list[tuple] = []  # (started, killed, exit status) per trial, for the failure message
     total = 0
@@ -55,10 +61,11 @@ def trials(dovecot, imap_user, smtp, make_config, db_url, count: int, per_trial:
         dovecot.load(user, mails, T0 + timedelta(hours=trial))
         total += per_trial
         started = time.time()
-        proc = subprocess.Popen([sys.executable, "-m", "mailproc", "--config", str(config), "run", "--once"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
-        time.sleep(rng.uniform(0.5, 1.5))  # start-up takes about 0.4 s; then intake and sending
+        with open(logs / f"trial-{trial}.log", "wb") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "mailproc", "--config", str(config), "--log-level",
+                                     "info", "run", "--once"], stdout=subprocess.DEVNULL, stderr=err, env=env,
+                                    start_new_session=True)
+        time.sleep(rng.uniform(start_up / 2, start_up + 2.5))  # 80 mails take about 2 s after start-up
         try:
             os.killpg(proc.pid, signal.SIGKILL)
             kills.append(time.time())
@@ -81,7 +88,8 @@ def trials(dovecot, imap_user, smtp, make_config, db_url, count: int, per_trial:
             break
         if time.monotonic() > deadline:
             raise AssertionError(f"{len(customers)} of {total} customers got their acknowledgement; "
-                                 f"not sent: {unsent(config)}")
+                                 f"not sent: {unsent(config)}; start-up {start_up:.2f} s; "
+                                 f"deaths blamed on: {blamed(logs)}")
         time.sleep(0.1)
     copies: dict[str, list[float]] = defaultdict(list)
     for r in received:
@@ -102,6 +110,20 @@ def trials(dovecot, imap_user, smtp, make_config, db_url, count: int, per_trial:
     assert Message.select().where(Message.state != "done").count() == 0
     assert Case.select().count() == total
     db.close()
+
+
+def start_up_time(config, env) -> float:
+    """Seconds a process takes to start and load the rules and templates (`check` does just that)."""
+    began = time.monotonic()
+    subprocess.run([sys.executable, "-m", "mailproc", "--config", str(config), "check"], env=env,
+                   capture_output=True, check=True)
+    return time.monotonic() - began
+
+
+def blamed(logs) -> list[str]:
+    """Each trial's 'message N was in hand when a process died' lines, for the failure message."""
+    return [f"{path.stem}: {line.split(': ', 1)[1]}" for path in sorted(logs.iterdir())
+            for line in path.read_text(errors="replace").splitlines() if "was in hand" in line]
 
 
 def unsent(config) -> list:
