@@ -23,12 +23,14 @@ the `reply_subject` filter builds "Re: <subject> <token>".
 
 from __future__ import annotations
 
+import functools
 import re
 import traceback
 from datetime import datetime
 from pathlib import Path
 
 import jinja2
+import jinja2.bccache
 from jinja2 import meta
 
 from mailproc import defaults
@@ -67,7 +69,7 @@ def when(value: datetime) -> str:
 
 
 def _autoescape(name: str | None) -> bool:
-    return bool(name) and name.endswith(".html.j2")
+    return name is not None and name.endswith(".html.j2")
 
 
 def _line_of(exc: BaseException) -> int | None:
@@ -80,6 +82,55 @@ def _line_of(exc: BaseException) -> int | None:
     return getattr(exc, "lineno", None) or line
 
 
+def _environment(**more) -> jinja2.Environment:
+    """How every template is read and rendered: one set of settings, so what one
+    environment compiled another can reuse."""
+    env = jinja2.Environment(
+        autoescape=_autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        **more,
+    )
+    env.filters["when"] = when
+    env.filters["reply_subject"] = reply_subject
+    return env
+
+
+class _SharedBytecode(jinja2.BytecodeCache):
+    """Compiled templates kept for the process, keyed by file, and used only while the
+    file's source is the same (Jinja compares a checksum): a reload (SIGHUP) or a
+    second context compiles only the files that changed."""
+
+    def __init__(self) -> None:
+        self.store: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self.store.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.store[bucket.key] = bucket.bytecode_to_string()
+
+
+_BYTECODE = _SharedBytecode()
+_CHECKER = _environment()
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(name: str, filename: str, source: str) -> tuple[str | None, tuple[str, ...]]:
+    """One file compiled as `check` does: (its syntax error, or None; the templates
+    it names). Kept per source: each context checks every template at start-up."""
+    try:
+        tree = _CHECKER.parse(source, name, filename)
+        _CHECKER.compile(tree, name, filename)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"{filename}:{exc.lineno}: {exc.message}", ()
+    return None, tuple(ref for ref in meta.find_referenced_templates(tree) if ref is not None)
+
+
 class Templates:
     def __init__(self, directory: Path | None = None):
         """`directory`: the site's templates (`[mailproc] templates`), each replacing the
@@ -87,21 +138,15 @@ class Templates:
         self.directory = None if directory is None else Path(directory)
         self.shipped = defaults.shipped("templates")
         search = [d for d in (self.directory, self.shipped) if d is not None]
-        self.env = jinja2.Environment(
+        self.env = _environment(
             # the first directory that has a name wins, for kinds and for what they extend or include
             loader=jinja2.FileSystemLoader([str(d) for d in search]),
-            autoescape=_autoescape,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
+            bytecode_cache=_BYTECODE,
             # Loaded once and kept: an edit on disk takes effect on SIGHUP (a new
             # Templates, checked first), never half-way through a run.
             auto_reload=False,
             cache_size=-1,
         )
-        self.env.filters["when"] = when
-        self.env.filters["reply_subject"] = reply_subject
 
     def in_force(self) -> list[defaults.InForce]:
         """Every template file used, by name, and where it comes from (the site or the package)."""
@@ -158,19 +203,18 @@ class Templates:
             path = files[name]
             try:
                 source = path.read_text(encoding="utf-8")
-                tree = self.env.parse(source, name, str(path))
-                self.env.compile(tree, name, str(path))
             except UnicodeDecodeError as exc:
                 errors.append(f"{path}: not UTF-8 ({exc.reason})")
                 continue
             except OSError as exc:
                 errors.append(f"{path}: cannot read: {exc.strerror or exc}")
                 continue
-            except jinja2.TemplateSyntaxError as exc:
-                errors.append(f"{path}:{exc.lineno}: {exc.message}")
+            error, refs = _compiled(name, str(path), source)
+            if error:
+                errors.append(error)
                 continue
-            for ref in meta.find_referenced_templates(tree):
-                if ref is not None and ref not in names:
+            for ref in refs:
+                if ref not in names:
                     line = next((n for n, text in enumerate(source.splitlines(), 1) if ref in text), 1)
                     errors.append(f"{path}:{line}: refers to {ref}, which does not exist")
             if name.endswith(".txt.j2") and not name.startswith("_") \

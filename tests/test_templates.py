@@ -178,6 +178,21 @@ def test_check_reports_file_and_line(tmp_path):
     assert "acknowledgement" in shipped
 
 
+def test_a_file_edited_between_two_loads_is_read_anew(tmp_path):
+    """Compiled templates are kept for the process (each context checks them all at
+    start-up), but only while a file's text is the same: a reload sees an edit."""
+    ack = tmp_path / "acknowledgement.txt.j2"
+    ack.write_text("Subject: Ticket {{ token }}\n\nFirst wording.\n")
+    assert Templates(tmp_path).check() == []
+    assert Templates(tmp_path).render("acknowledgement", **ack_context()).text == "First wording.\n"
+    ack.write_text("Subject: Ticket {{ token }}\n\nSecond wording.\n{% if x %}\n")
+    [error] = Templates(tmp_path).check()
+    assert error.startswith(f"{ack}:4: Unexpected end of template.") and "'endif'" in error
+    ack.write_text("Subject: Ticket {{ token }}\n\nSecond wording.\n")
+    assert Templates(tmp_path).check() == []
+    assert Templates(tmp_path).render("acknowledgement", **ack_context()).text == "Second wording.\n"
+
+
 def test_check_on_missing_directory(tmp_path):
     assert Templates(tmp_path / "nowhere").check() == [f"{tmp_path / 'nowhere'}: templates directory not found"]
 

@@ -15,6 +15,7 @@ compiled at load time; a mail costs a few dozen regex searches.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -337,13 +338,23 @@ def _needles(items, sre) -> set[str] | None:
 
 
 def pattern(source: str, table: TomlTable, key: str) -> Pattern:
-    """A rule-file regex, checked as written (errors name its line), compiled folded."""
-    compile_pattern(source, table.path, table.lines.where(table.address, key, source) or "")
-    try:  # an escaped apostrophe goes as a whole, or the backslash would escape the next character
-        return Pattern(re.compile(fold(source.replace("\\'", "")), re.IGNORECASE))
+    """A rule-file regex, compiled folded; one that does not compile is compiled as
+    written too, so that the error says what is wrong with what was written, and where."""
+    try:
+        return _folded(source)
     except re.error:
+        compile_pattern(source, table.path, table.lines.where(table.address, key, source) or "")
         raise table.error(key, f"{source!r} is not valid once apostrophes are removed (the text has "
                                "none): write e.g. cant, not can't", needle=source) from None
+
+
+@functools.lru_cache(maxsize=16384)
+def _folded(source: str) -> Pattern:
+    """Kept per source for the process: the rules hold a few thousand regexes, more than
+    `re` keeps, and parsing them is most of the time it takes to load the rules; a reload
+    (SIGHUP) compiles only the patterns that are new."""
+    # an escaped apostrophe goes as a whole, or the backslash would escape the next character
+    return Pattern(re.compile(fold(source.replace("\\'", "")), re.IGNORECASE))
 
 
 def _globs(table: TomlTable) -> Senders | None:
