@@ -118,7 +118,14 @@ def test_a_message_that_kills_the_process_is_parked_after_three_attempts(dovecot
     assert poison["state"] == "failed" and "parked after 3 attempts" in poison["error"]
     assert first["disposition"] == second["disposition"] == "new_case"
     assert first["attempts"] == second["attempts"] == 0  # in the batch that died, but not in hand
-    received = smtp.wait_for(2)
+    try:
+        received = smtp.wait_for(2)
+    except TimeoutError:
+        db.open_database(load(config).database)
+        outbox = [(o.id, o.state, o.attempts, o.claimed_by, str(o.next_attempt_at), o.last_error)
+                  for o in Outbox.select()]
+        db.close()
+        raise AssertionError(f"outbox: {outbox}; the last run said: {last.stderr}") from None
     assert sorted(r.rcpt_tos[0] for r in received) == ["c0@example.org", "c2@example.org"]
     # once the cause is fixed, it can be tried again
     again = mailproc(config, "messages", "retry", str(poison["id"]))
