@@ -48,6 +48,10 @@ def run(config, *args, capsys):
 
 def mailproc(config, *args, env=None, timeout=180):
     full = {k: v for k, v in os.environ.items() if k != "MAILPROC_CRASH_AT"}
+    # The test's clock as it stands now, not as it stood when the test began: a process
+    # started on the fixed instant would find the mail an earlier, slower one queued
+    # still in its future, and not send it.
+    full["MAILPROC_NOW"] = Clock.from_env().now().isoformat()
     full.update(env or {})
     return subprocess.run([sys.executable, "-m", "mailproc", "--config", str(config), *args],
                           capture_output=True, text=True, env=full, timeout=timeout)
