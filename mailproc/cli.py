@@ -175,7 +175,7 @@ def cmd_check(config: config_mod.Config, clock: Clock) -> int:
     except ConfigError as exc:
         problems.append(str(exc))
     templates = Templates(config.templates_dir)
-    problems += templates.check()
+    problems += templates.check(shipped=True)
     try:
         config_mod.require_mailboxes(config)
     except ConfigError as exc:

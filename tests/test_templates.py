@@ -38,7 +38,7 @@ def templates():
 
 
 def test_repository_templates_are_valid(templates):
-    assert templates.check() == []
+    assert templates.check(shipped=True) == []
     assert "acknowledgement" in templates.kinds()
     assert not any(kind.startswith("_") for kind in templates.kinds())
 
@@ -191,6 +191,24 @@ def test_a_file_edited_between_two_loads_is_read_anew(tmp_path):
     ack.write_text("Subject: Ticket {{ token }}\n\nSecond wording.\n")
     assert Templates(tmp_path).check() == []
     assert Templates(tmp_path).render("acknowledgement", **ack_context()).text == "Second wording.\n"
+
+
+def test_start_up_compiles_only_what_the_site_changed(tmp_path, monkeypatch):
+    """Every start checks the templates; the shipped files and unchanged copies of them
+    (`mailproc init` makes those) are compiled only by `mailproc check`."""
+    from mailproc import templates as module
+    compiled: list[str] = []
+    original = module._compiled.__wrapped__
+    monkeypatch.setattr(module, "_compiled", lambda name, *rest: compiled.append(name) or original(name, *rest))
+    shipped = REPO / "templates"
+    for name in ("acknowledgement.txt.j2", "acknowledgement.html.j2"):  # copies, as init makes them
+        (tmp_path / name).write_text((shipped / name).read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "closure.txt.j2").write_text("Subject: Closed {{ token }}\n\nDone.\n")
+    assert Templates(tmp_path).check() == []
+    assert compiled == ["closure.txt.j2"]
+    compiled.clear()
+    assert Templates(tmp_path).check(shipped=True) == []
+    assert sorted(compiled) == sorted(path.name for path in shipped.glob("*.j2"))
 
 
 def test_check_on_missing_directory(tmp_path):

@@ -30,8 +30,10 @@ _WORD = re.compile(r"\w+")
 
 def normal(text: str) -> str:
     """Lower case, accents removed, whitespace runs made one space."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
+    text = text.casefold()
+    if not text.isascii():  # most mail is: no character-by-character pass for it
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return " ".join(text.split())
 
 
 @dataclass(frozen=True)
