@@ -59,3 +59,15 @@ def test_the_text_index_passes_over_only_rules_that_cannot_hold():
     assert TextIndex([None, frozenset({"abc"})]).candidates("xyz") == [0]
     assert TextIndex([frozenset({"ab"}), frozenset({"bc"})]).candidates("abc") == [0, 1]  # overlapping keys
     assert TextIndex([]).candidates("abc") == []
+
+
+def test_a_pattern_without_capitals_runs_without_ignorecase_and_finds_the_same():
+    """Rules read normalised, lower-case text: only a pattern that names a capital (or an
+    escape that could be one) keeps IGNORECASE, the slower path of Python's engine."""
+    from mailproc.rules.matching import _folded
+    text = matching.normalise("The EXPORT to CSV stopped working: Erro 500")
+    plain, capital, escaped = _folded(r"\bexport\w* to csv\b"), _folded(r"Erro \d+"), _folded(r"\x45rro")
+    assert not plain.regex.flags & re.IGNORECASE
+    assert capital.regex.flags & re.IGNORECASE and escaped.regex.flags & re.IGNORECASE
+    assert (plain.find(text), capital.find(text), escaped.find(text)) == ("export to csv", "erro 500", "erro")
+    assert _folded(r"\W\S\D\bdone\B").regex.flags & re.IGNORECASE == 0  # capital escapes name no letter

@@ -58,7 +58,8 @@ def body_text(text: str) -> str:
 
 @dataclass
 class Facts:
-    """What rules can test about one new mail; built once, then read by every rule."""
+    """What rules can test about one new mail; built once, then read by every rule.
+    `subject` and `body` are normalised (`normalise`, `body_text`): lower case, no accents."""
     subject: str
     body: str
     sender: str  # lower-case address
@@ -354,7 +355,20 @@ def _folded(source: str) -> Pattern:
     `re` keeps, and parsing them is most of the time it takes to load the rules; a reload
     (SIGHUP) compiles only the patterns that are new."""
     # an escaped apostrophe goes as a whole, or the backslash would escape the next character
-    return Pattern(re.compile(fold(source.replace("\\'", "")), re.IGNORECASE))
+    folded = fold(source.replace("\\'", ""))
+    # The text is normalised, lower case (Facts): a pattern with no capital of its own needs
+    # no IGNORECASE, and runs a third faster without it (Python's engine folds every character).
+    return Pattern(re.compile(folded, re.IGNORECASE if _may_need_case(folded) else 0))
+
+
+_ESCAPE = re.compile(r"\\.")
+
+
+def _may_need_case(source: str) -> bool:
+    """Whether a regex may name a capital letter: one written, or an escape that could be one."""
+    if re.search(r"\\[xuUN0-7]", source):
+        return True
+    return any(c.isupper() for c in _ESCAPE.sub("", source))
 
 
 def _globs(table: TomlTable) -> Senders | None:
