@@ -233,13 +233,26 @@ class Pattern:
     """A regex plus the literal text any match must contain ("needles"), found by
     reading the parsed regex; the regex only runs on text that holds a needle."""
 
-    def __init__(self, regex: re.Pattern[str]):
+    def __init__(self, regex: re.Pattern[str], source: str | None = None,
+                 needles: tuple[str, ...] | None | bool = True):
+        """`needles`: True to find them in `regex`; else as `parsed` found them."""
         self.regex = regex
-        self.needles = _needles_of(regex)
+        self.source = regex.pattern if source is None else source
+        self.needles = _needles_of(regex) if needles is True else needles or None
 
-    @property
-    def source(self) -> str:
-        return self.regex.pattern
+    @classmethod
+    def parsed(cls, source: str, flags: int = 0) -> "Pattern":
+        """The regex and its needles from one parse of `source`: parsing is most of what
+        compiling costs, and the rules' regexes are most of what loading them costs."""
+        try:
+            parser, compiler = import_module("re._parser"), import_module("re._compiler")  # Python 3.11+
+            tree = parser.parse(source, flags)
+        except re.error:
+            raise
+        except Exception:  # another Python: parsed twice, still correct
+            return cls(re.compile(source, flags))
+        needles = _needles_in(tree)
+        return cls(compiler.compile(tree, flags), source, needles)
 
     def keys(self) -> frozenset[str] | None:
         return None if self.needles is None else frozenset(self.needles)
@@ -301,8 +314,15 @@ class TextIndex:
 def _needles_of(regex: re.Pattern[str]) -> tuple[str, ...] | None:
     """Strings one of which every match contains, or None if unsure (then always run)."""
     try:
-        sre, parser = import_module("re._constants"), import_module("re._parser")  # Python 3.11+
-        found = _needles(parser.parse(regex.pattern, regex.flags), sre)
+        tree = import_module("re._parser").parse(regex.pattern, regex.flags)  # Python 3.11+
+    except Exception:  # another Python: no shortcut, still correct
+        return None
+    return _needles_in(tree)
+
+
+def _needles_in(tree) -> tuple[str, ...] | None:
+    try:
+        found = _needles(tree, import_module("re._constants"))
     except Exception:  # an unusual construct or another Python: no shortcut, still correct
         return None
     if not found or not all(n.isascii() for n in found):
@@ -358,7 +378,7 @@ def _folded(source: str) -> Pattern:
     folded = fold(source.replace("\\'", ""))
     # The text is normalised, lower case (Facts): a pattern with no capital of its own needs
     # no IGNORECASE, and runs a third faster without it (Python's engine folds every character).
-    return Pattern(re.compile(folded, re.IGNORECASE if _may_need_case(folded) else 0))
+    return Pattern.parsed(folded, int(re.IGNORECASE) if _may_need_case(folded) else 0)
 
 
 _ESCAPE = re.compile(r"\\.")
