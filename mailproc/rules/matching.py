@@ -177,7 +177,7 @@ class Phrases:
             text = normalise(phrase)
             if "-" in text:
                 source = " ".join(re.escape(w).replace(r"\-", "[- ]?") for w in text.split(" "))
-                flexible.append(Pattern(re.compile(r"(?<!\w)" + source + r"(?!\w)")))
+                flexible.append(Pattern.parsed(r"(?<!\w)" + source + r"(?!\w)"))
             else:
                 literals.append(text)
         self.literals = tuple(sorted(set(literals), key=len, reverse=True))
@@ -233,12 +233,10 @@ class Pattern:
     """A regex plus the literal text any match must contain ("needles"), found by
     reading the parsed regex; the regex only runs on text that holds a needle."""
 
-    def __init__(self, regex: re.Pattern[str], source: str | None = None,
-                 needles: tuple[str, ...] | None | bool = True):
-        """`needles`: True to find them in `regex`; else as `parsed` found them."""
+    def __init__(self, regex: re.Pattern[str], needles: tuple[str, ...] | None, source: str | None = None):
         self.regex = regex
+        self.needles = needles
         self.source = regex.pattern if source is None else source
-        self.needles = _needles_of(regex) if needles is True else needles or None
 
     @classmethod
     def parsed(cls, source: str, flags: int = 0) -> "Pattern":
@@ -249,10 +247,9 @@ class Pattern:
             tree = parser.parse(source, flags)
         except re.error:
             raise
-        except Exception:  # another Python: parsed twice, still correct
-            return cls(re.compile(source, flags))
-        needles = _needles_in(tree)
-        return cls(compiler.compile(tree, flags), source, needles)
+        except Exception:  # another Python: compiled as usual, no needles (always run), still correct
+            return cls(re.compile(source, flags), None)
+        return cls(compiler.compile(tree, flags), _needles_in(tree), source)
 
     def keys(self) -> frozenset[str] | None:
         return None if self.needles is None else frozenset(self.needles)
@@ -311,16 +308,9 @@ class TextIndex:
         return sorted(chosen)
 
 
-def _needles_of(regex: re.Pattern[str]) -> tuple[str, ...] | None:
-    """Strings one of which every match contains, or None if unsure (then always run)."""
-    try:
-        tree = import_module("re._parser").parse(regex.pattern, regex.flags)  # Python 3.11+
-    except Exception:  # another Python: no shortcut, still correct
-        return None
-    return _needles_in(tree)
-
-
 def _needles_in(tree) -> tuple[str, ...] | None:
+    """Strings one of which every match of a parsed regex contains, or None if unsure
+    (then the regex always runs)."""
     try:
         found = _needles(tree, import_module("re._constants"))
     except Exception:  # an unusual construct or another Python: no shortcut, still correct
