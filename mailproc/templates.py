@@ -122,7 +122,8 @@ _CHECKER = _environment()
 @functools.lru_cache(maxsize=4096)
 def _compiled(name: str, filename: str, source: str) -> tuple[str | None, tuple[str, ...]]:
     """One file compiled as `check` does: (its syntax error, or None; the templates
-    it names). Kept per source: each context checks every template at start-up."""
+    it names). Kept per source: every context (each reload, each in-process command)
+    checks the site's templates again."""
     try:
         tree = _CHECKER.parse(source, name, filename)
         _CHECKER.compile(tree, name, filename)

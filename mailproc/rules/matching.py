@@ -372,11 +372,12 @@ def _folded(source: str) -> Pattern:
 
 
 _ESCAPE = re.compile(r"\\.")
+_LETTER_ESCAPE = re.compile(r"\\[xuUN0-7]")  # \x41, \u0041, \N{…}, octal: may be a capital
 
 
 def _may_need_case(source: str) -> bool:
     """Whether a regex may name a capital letter: one written, or an escape that could be one."""
-    if re.search(r"\\[xuUN0-7]", source):
+    if _LETTER_ESCAPE.search(source):
         return True
     return any(c.isupper() for c in _ESCAPE.sub("", source))
 
